@@ -1,0 +1,38 @@
+"""The replicated state machine: keyspace, data types and the command table.
+
+Deterministic and free of I/O: the same commands with the same `now` give
+the same state and replies on every node. Knows nothing of Raft or sockets.
+
+`execute()` runs one command against a `KVStore`; the server calls it for
+reads directly and for writes once the write is committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prez.errors import unknown_command, wrong_arity
+from prez.kv import generic, hashes, lists, sets, strings, zsets  # noqa: F401  (register)
+from prez.kv.command import COMMANDS, CommandSpec
+from prez.kv.keyspace import Keyspace, KVStore
+
+__all__ = ["COMMANDS", "CommandSpec", "KVStore", "Keyspace", "execute", "lookup"]
+
+
+def lookup(name: bytes) -> CommandSpec | None:
+    try:
+        return COMMANDS.get(name.decode("ascii").lower())
+    except UnicodeDecodeError:
+        return None
+
+
+def execute(store: KVStore, db: int, args: list[bytes], now: int) -> Any:
+    """Run one data command (checks name and arity); raises CommandError."""
+    spec = lookup(args[0])
+    if spec is None or spec.handler is None:
+        raise unknown_command(args)
+    if not spec.arity_ok(len(args)):
+        raise wrong_arity(spec.name)
+    return spec.handler(store.dbs[db], args, now)
+
+

@@ -1,0 +1,74 @@
+"""Value types shared by the Raft core, storage and the wire codec.
+
+Plain data, no behaviour: log entries, the durable hard state and the
+messages nodes exchange. The wire codec (`prez._core.wire`) and the WAL
+(`prez.storage`) encode exactly these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class EntryKind(IntEnum):
+    NORMAL = 0  # a client command for the state machine
+    NOOP = 1  # appended by a new leader at the start of its term
+    CONFIG = 2  # a membership change (a later issue)
+
+
+@dataclass(slots=True)
+class Entry:
+    index: int
+    term: int
+    kind: int = EntryKind.NORMAL
+    data: bytes = b""
+
+
+@dataclass(slots=True)
+class HardState:
+    """What must be durable before a node answers a vote or an append."""
+
+    term: int = 0
+    vote: str = ""  # "" = voted for nobody this term
+    commit: int = 0
+
+
+class MessageType(IntEnum):
+    VOTE = 1
+    VOTE_RESP = 2
+    APPEND = 3  # AppendEntries, also used as heartbeat (no entries)
+    APPEND_RESP = 4
+    PRE_VOTE = 5
+    PRE_VOTE_RESP = 6
+    TIMEOUT_NOW = 7
+    HEARTBEAT = 8
+    HEARTBEAT_RESP = 9
+
+
+@dataclass(slots=True)
+class Message:
+    """One peer message; which fields matter depends on `type`.
+
+    APPEND: index/log_term = prev log index/term, entries, commit.
+    APPEND_RESP: index = last index matched (success) or the rejected
+      prev index (reject=True) with reject_hint = the follower's suggested
+      next probe index and hint_term = the term at that index (the
+      conflict-term optimisation of Raft §5.3).
+    VOTE / PRE_VOTE: index/log_term = candidate's last log index/term.
+    VOTE_RESP / PRE_VOTE_RESP: reject.
+    HEARTBEAT / HEARTBEAT_RESP: commit; context carries a read-index token.
+    """
+
+    type: int
+    term: int
+    src: str
+    dst: str
+    index: int = 0
+    log_term: int = 0
+    commit: int = 0
+    reject: bool = False
+    reject_hint: int = 0
+    hint_term: int = 0
+    entries: list[Entry] = field(default_factory=list)
+    context: bytes = b""

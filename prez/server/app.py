@@ -1,0 +1,298 @@
+"""The prez-server process: listeners, the driver, background jobs, INFO.
+
+Owns the event loop (uvloop), the client listener, the key-value store and
+the driver that writes go through, and the periodic jobs (active expiry).
+SIGTERM and SIGINT stop it cleanly: listeners close, clients are
+disconnected, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import prez
+from prez import kv
+from prez.config import Config
+from prez.server import logging as plog
+from prez.server.client import ClientConnection
+from prez.server.commands import (
+    HANDLERS,
+    REDIS_COMPAT_VERSION,
+    SERVER_COMMANDS,
+    process_stats,
+)
+from prez.server.dispatch import build_table
+from prez.server.driver import LocalDriver
+from prez.server.logging import log
+
+# Active expiry: per database and cycle, delete at most this many keys
+# (one write), and keep cycling only while a sample was mostly expired.
+EXPIRE_BATCH = 64
+
+
+class Stats:
+    __slots__ = (
+        "connections_received",
+        "rejected_connections",
+        "commands_processed",
+        "protocol_errors",
+        "unknown_commands",
+        "expired_keys",
+        "started",
+    )
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.reset()
+
+    def reset(self) -> None:
+        self.connections_received = 0
+        self.rejected_connections = 0
+        self.commands_processed = 0
+        self.protocol_errors = 0
+        self.unknown_commands = 0
+        self.expired_keys = 0
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = kv.KVStore(config["databases"])
+        self.driver: Any = LocalDriver(self.store)
+        self.lookup, self.commands = build_table(kv.COMMANDS, SERVER_COMMANDS, HANDLERS)
+        self.clients: dict[int, ClientConnection] = {}
+        self.stats = Stats()
+        self._next_client_id = 0
+        self._stop: asyncio.Event | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.expire_entry = self.commands.get("prez.expire")
+
+    # Used by the connection and server commands.
+
+    def next_client_id(self) -> int:
+        self._next_client_id += 1
+        return self._next_client_id
+
+    def mode(self) -> str:
+        return "standalone"
+
+    def role_name(self) -> str:
+        return "master"
+
+    def loop_call_soon(self, callback: Any) -> None:
+        assert self.loop is not None
+        self.loop.call_soon(callback)
+
+    def config_changed(self, name: str) -> None:
+        if name == "loglevel":
+            log.set_level(self.config["loglevel"])
+        elif name == "proto-max-bulk-len":
+            for client in self.clients.values():
+                client.parser.max_bulk_len = self.config["proto-max-bulk-len"]
+
+    def reset_stats(self) -> None:
+        self.stats.reset()
+        for entry in self.commands.values():
+            entry.reset_stats()
+
+    def request_stop(self, reason: str) -> None:
+        log.notice(f"Shutting down: {reason}")
+        if self._stop is not None:
+            self._stop.set()
+
+    # Life cycle
+
+    async def serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(
+                sig, self.request_stop, signal.Signals(sig).name
+            )
+        port = self.config["port"]
+        for host in self.config["bind"]:
+            server = await self.loop.create_server(
+                lambda: ClientConnection(self),
+                host,
+                port,
+                reuse_address=True,
+                backlog=511,
+            )
+            self._servers.append(server)
+        log.notice(
+            f"Prez {prez.__version__} ({self.config['name']}) ready to accept connections "
+            f"on {' '.join(self.config['bind'])}:{port}"
+        )
+        expiry = asyncio.create_task(self._active_expiry())
+        try:
+            await self._stop.wait()
+        finally:
+            expiry.cancel()
+            for server in self._servers:
+                server.close()
+            for client in list(self.clients.values()):
+                if client.transport is not None:
+                    client.transport.close()
+            for server in self._servers:
+                await server.wait_closed()
+        log.notice("Prez is now ready to exit, bye bye...")
+
+    async def _active_expiry(self) -> None:
+        """Delete expired keys in the background, through the write path.
+
+        Deletion is a replicated write (`prez.expire`, which removes a key only
+        if it is expired at the entry's time), so every replica drops the same
+        keys at the same point in the log.
+        """
+        entry = self.expire_entry
+        if entry is None:
+            return
+        while True:
+            await asyncio.sleep(1 / self.config["hz"])
+            now = time.time_ns() // 1_000_000
+            for db in self.store.dbs:
+                if not db.expires:
+                    continue
+                keys = db.expired_keys(now, EXPIRE_BATCH)
+                if keys:
+                    result = self.driver.propose(
+                        entry, db.index, [b"prez.expire", *keys], now
+                    )
+                    if isinstance(result, int):
+                        self.stats.expired_keys += result
+
+    # INFO
+
+    def info(self, sections: list[str]) -> str:
+        everything = not sections or any(s in ("all", "everything") for s in sections)
+        default = not sections or "default" in sections
+        wanted = set(sections)
+        parts = []
+        for name, render in (
+            ("server", self._info_server),
+            ("clients", self._info_clients),
+            ("memory", self._info_memory),
+            ("stats", self._info_stats),
+            ("cpu", self._info_cpu),
+            ("commandstats", self._info_commandstats),
+            ("keyspace", self._info_keyspace),
+        ):
+            if (
+                name in wanted
+                or (everything and name != "commandstats")
+                or (
+                    name == "commandstats"
+                    and any(s in ("all", "everything") for s in sections)
+                )
+                or (default and name != "commandstats")
+            ):
+                body = render()
+                parts.append(
+                    f"# {name.capitalize() if name != 'cpu' else 'CPU'}\r\n{body}"
+                )
+        return "\r\n".join(parts)
+
+    @staticmethod
+    def _fields(fields: dict[str, Any]) -> str:
+        return "".join(f"{k}:{v}\r\n" for k, v in fields.items())
+
+    def _info_server(self) -> str:
+        uptime = int(time.time() - self.stats.started)
+        return self._fields(
+            {
+                "redis_version": REDIS_COMPAT_VERSION,
+                "prez_version": prez.__version__,
+                "redis_mode": self.mode(),
+                "os": " ".join(os.uname()[i] for i in (0, 2, 4)),
+                "process_id": os.getpid(),
+                "tcp_port": self.config["port"],
+                "uptime_in_seconds": uptime,
+                "uptime_in_days": uptime // 86400,
+                "hz": self.config["hz"],
+                "executable": "prez-server",
+                "config_file": self.config.path,
+                "node_name": self.config["name"],
+            }
+        )
+
+    def _info_clients(self) -> str:
+        return self._fields(
+            {
+                "connected_clients": len(self.clients),
+                "maxclients": self.config["maxclients"],
+            }
+        )
+
+    def _info_memory(self) -> str:
+        stats = process_stats()
+        return self._fields(
+            {
+                "used_memory_rss": stats["used_memory_rss"],
+                "used_memory_peak_rss": stats["used_memory_peak_rss"],
+            }
+        )
+
+    def _info_stats(self) -> str:
+        s = self.stats
+        return self._fields(
+            {
+                "total_connections_received": s.connections_received,
+                "total_commands_processed": s.commands_processed,
+                "rejected_connections": s.rejected_connections,
+                "expired_keys": s.expired_keys,
+                "total_error_replies": sum(e.failed for e in self.commands.values())
+                + s.unknown_commands,
+                "unknown_commands": s.unknown_commands,
+                "protocol_errors": s.protocol_errors,
+            }
+        )
+
+    def _info_cpu(self) -> str:
+        stats = process_stats()
+        return self._fields(
+            {
+                "used_cpu_sys": stats["used_cpu_sys"],
+                "used_cpu_user": stats["used_cpu_user"],
+            }
+        )
+
+    def _info_commandstats(self) -> str:
+        lines = []
+        for name, e in self.commands.items():
+            if e.calls:
+                per_call = e.usec / e.timed if e.timed else 0.0
+                lines.append(
+                    f"cmdstat_{name}:calls={e.calls},usec={int(e.usec)},"
+                    f"usec_per_call={per_call:.2f},rejected_calls=0,failed_calls={e.failed}\r\n"
+                )
+        return "".join(lines)
+
+    def _info_keyspace(self) -> str:
+        now = time.time_ns() // 1_000_000
+        lines = []
+        for db in self.store.dbs:
+            keys = db.size(now)
+            if keys:
+                expires = sum(1 for w in db.expires.values() if w > now)
+                lines.append(
+                    f"db{db.index}:keys={keys},expires={expires},avg_ttl=0\r\n"
+                )
+        return "".join(lines)
+
+
+def run(config: Config) -> None:
+    plog.configure(config["loglevel"], config["logfile"])
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    server = Server(config)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(server.serve())

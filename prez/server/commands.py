@@ -1,0 +1,569 @@
+"""Connection and server commands: the ones that are not replicated data.
+
+Declared with the same table format as the data commands (so COMMAND and
+the arity checks cover them), with handlers `handler(conn, args)` that may
+look at the connection, the server and the configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import prez
+from prez.config import PARAMS, BadValue
+from prez.errors import (
+    DB_OUT_OF_RANGE,
+    NOT_INTEGER,
+    SYNTAX,
+    CommandError,
+    unknown_subcommand,
+    wrong_arity,
+)
+from prez.kv.command import CommandSpec, declare
+
+if TYPE_CHECKING:
+    from prez.server.client import ClientConnection
+
+SERVER_COMMANDS: dict[str, CommandSpec] = {}
+HANDLERS: dict[str, Callable[..., Any]] = {}
+
+# What HELLO and INFO report as the Redis version: clients use it to decide
+# which features to use; Prez speaks Redis 7's protocol and commands.
+REDIS_COMPAT_VERSION = "7.2.0"
+
+
+def server_command(
+    name: str,
+    arity: int,
+    flags: str,
+    first_key: int = 0,
+    last_key: int = 0,
+    key_step: int = 0,
+    *,
+    group: str,
+    summary: str,
+    since: str = "1.0.0",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        declare(
+            name,
+            arity,
+            flags,
+            first_key,
+            last_key,
+            key_step,
+            group=group,
+            summary=summary,
+            since=since,
+            table=SERVER_COMMANDS,
+        )
+        HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def _text(arg: bytes) -> str:
+    return arg.decode("utf-8", "replace")
+
+
+# Connection
+
+
+@server_command(
+    "ping",
+    -1,
+    "fast stale",
+    group="connection",
+    summary="Returns the server's liveliness response.",
+)
+def ping(conn: ClientConnection, args: list[bytes]) -> Any:
+    if len(args) > 2:
+        raise wrong_arity("ping")
+    return "PONG" if len(args) == 1 else args[1]
+
+
+@server_command(
+    "echo", 2, "fast", group="connection", summary="Returns the given string."
+)
+def echo(conn: ClientConnection, args: list[bytes]) -> Any:
+    return args[1]
+
+
+@server_command(
+    "quit", -1, "fast noauth", group="connection", summary="Closes the connection."
+)
+def quit_(conn: ClientConnection, args: list[bytes]) -> Any:
+    conn.reply_and_close("OK")
+    return NO_REPLY
+
+
+@server_command(
+    "auth",
+    -2,
+    "fast noauth",
+    group="connection",
+    summary="Authenticates the connection.",
+)
+def auth(conn: ClientConnection, args: list[bytes]) -> Any:
+    if len(args) > 3:
+        raise CommandError(SYNTAX)
+    check_password(conn, args[1] if len(args) == 3 else None, args[-1])
+    return "OK"
+
+
+def check_password(conn: ClientConnection, user: bytes | None, password: bytes) -> None:
+    required = conn.server.config["requirepass"]
+    if not required:
+        if user is None:
+            raise CommandError(
+                "ERR AUTH <password> called without any password configured for the "
+                "default user. Are you sure your configuration is correct?"
+            )
+        if user == b"default":
+            conn.authed = True
+            return
+    if (user is None or user == b"default") and password == required.encode():
+        conn.authed = True
+        return
+    raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
+
+
+@server_command(
+    "hello",
+    -1,
+    "fast noauth",
+    group="connection",
+    summary="Handshakes with the server.",
+    since="6.0.0",
+)
+def hello(conn: ClientConnection, args: list[bytes]) -> Any:
+    version = conn.resp
+    i = 1
+    if len(args) > 1:
+        try:
+            version = int(args[1])
+        except ValueError:
+            raise CommandError("ERR Protocol version is not an integer or out of range")
+        if version not in (2, 3):
+            raise CommandError("NOPROTO unsupported protocol version")
+        i = 2
+    setname: bytes | None = None
+    while i < len(args):
+        opt = args[i].lower()
+        if opt == b"auth" and i + 2 < len(args):
+            check_password(conn, args[i + 1], args[i + 2])
+            i += 3
+        elif opt == b"setname" and i + 1 < len(args):
+            setname = args[i + 1]
+            i += 2
+        else:
+            raise CommandError(f"ERR Syntax error in HELLO option '{_text(args[i])}'")
+    if not conn.authed:
+        raise CommandError(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+        )
+    if setname is not None:
+        _check_client_name(setname)
+        conn.name = setname
+    conn.set_protocol(version)
+    server = conn.server
+    return {
+        b"server": b"redis",
+        b"version": REDIS_COMPAT_VERSION.encode(),
+        b"proto": version,
+        b"id": conn.id,
+        b"mode": server.mode().encode(),
+        b"role": server.role_name().encode(),
+        b"modules": [],
+    }
+
+
+@server_command(
+    "select", 2, "fast", group="connection", summary="Changes the selected database."
+)
+def select(conn: ClientConnection, args: list[bytes]) -> Any:
+    try:
+        index = int(args[1])
+    except ValueError:
+        raise CommandError(NOT_INTEGER)
+    if not 0 <= index < len(conn.server.store.dbs):
+        raise CommandError(DB_OUT_OF_RANGE)
+    conn.db = index
+    return "OK"
+
+
+@server_command(
+    "reset",
+    1,
+    "fast noauth",
+    group="connection",
+    summary="Resets the connection.",
+    since="6.2.0",
+)
+def reset(conn: ClientConnection, args: list[bytes]) -> Any:
+    conn.db = 0
+    conn.name = b""
+    conn.set_protocol(2)
+    conn.authed = not conn.server.config["requirepass"]
+    conn.read_mode = conn.server.config["read-mode"]
+    return "RESET"
+
+
+def _check_client_name(name: bytes) -> None:
+    if any(c <= 32 or c >= 127 for c in name):
+        raise CommandError(
+            "ERR Client names cannot contain spaces, newlines or special characters."
+        )
+
+
+@server_command(
+    "client",
+    -2,
+    "",
+    group="connection",
+    summary="A container for client connection commands.",
+)
+def client(conn: ClientConnection, args: list[bytes]) -> Any:
+    sub = args[1].lower()
+    argc = len(args)
+    if sub == b"id" and argc == 2:
+        return conn.id
+    if sub == b"getname" and argc == 2:
+        return conn.name or None
+    if sub == b"setname" and argc == 3:
+        _check_client_name(args[2])
+        conn.name = args[2]
+        return "OK"
+    if sub == b"setinfo" and argc == 4:
+        attr = args[2].lower()
+        if any(c < 33 or c > 126 for c in args[3]):
+            raise CommandError(
+                f"ERR {_text(args[2])} cannot contain spaces, newlines or special characters."
+            )
+        if attr == b"lib-name":
+            conn.lib_name = args[3]
+        elif attr == b"lib-ver":
+            conn.lib_ver = args[3]
+        else:
+            raise CommandError(f"ERR Unrecognized option '{_text(args[2])}'")
+        return "OK"
+    if sub == b"info" and argc == 2:
+        return _client_line(conn, time.time()).encode() + b"\n"
+    if sub == b"list":
+        now = time.time()
+        clients = list(conn.server.clients.values())
+        if argc >= 4 and args[2].lower() == b"id":
+            try:
+                wanted = {int(a) for a in args[3:]}
+            except ValueError:
+                raise CommandError("ERR Invalid client ID")
+            clients = [c for c in clients if c.id in wanted]
+        elif argc == 4 and args[2].lower() == b"type":
+            kind = args[3].lower()
+            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                raise CommandError(f"ERR Unknown client type '{_text(args[3])}'")
+            if kind != b"normal":
+                clients = []
+        elif argc != 2:
+            raise CommandError(SYNTAX)
+        return "".join(_client_line(c, now) + "\n" for c in clients).encode()
+    if sub == b"kill" and argc >= 3:
+        return _client_kill(conn, args)
+    if sub == b"help":
+        return [
+            b"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+            b"ID",
+            b"GETNAME",
+            b"SETNAME <name>",
+            b"SETINFO <LIB-NAME|LIB-VER> <value>",
+            b"INFO",
+            b"LIST [TYPE normal] [ID id ...]",
+            b"KILL <ip:port> | ID <id> | ADDR <ip:port>",
+        ]
+    if sub in (b"id", b"getname", b"setname", b"setinfo", b"info", b"kill"):
+        raise CommandError(
+            f"ERR wrong number of arguments for 'client|{sub.decode()}' command"
+        )
+    raise unknown_subcommand(args[1], "client")
+
+
+def _client_kill(conn: ClientConnection, args: list[bytes]) -> Any:
+    clients = list(conn.server.clients.values())
+    if len(args) == 3:  # the old form: CLIENT KILL addr:port
+        targets = [c for c in clients if c.addr.encode() == args[2]]
+        if not targets:
+            raise CommandError("ERR No such client")
+        _close_clients(conn, targets)
+        return "OK"
+    if len(args) % 2:
+        raise CommandError(SYNTAX)
+    targets = clients
+    for i in range(2, len(args), 2):
+        filt, value = args[i].lower(), args[i + 1]
+        if filt == b"id":
+            targets = [c for c in targets if str(c.id).encode() == value]
+        elif filt == b"addr":
+            targets = [c for c in targets if c.addr.encode() == value]
+        elif filt == b"laddr":
+            targets = [c for c in targets if c.laddr.encode() == value]
+        elif filt == b"skipme":
+            if value.lower() == b"yes":
+                targets = [c for c in targets if c is not conn]
+        else:
+            raise CommandError(SYNTAX)
+    _close_clients(conn, targets)
+    return len(targets)
+
+
+def _close_clients(conn: ClientConnection, targets: list[ClientConnection]) -> None:
+    for c in targets:
+        if c is conn:
+            c.closing = True  # answered first, closed after the reply is flushed
+            conn.server.loop_call_soon(c.close_now)
+        elif c.transport is not None:
+            c.transport.close()
+
+
+def _client_line(c: ClientConnection, now: float) -> str:
+    return (
+        f"id={c.id} addr={c.addr} laddr={c.laddr} fd=-1 name={_text(c.name)} "
+        f"age={int(now - c.created)} idle={int(now - c.last_active)} flags=N db={c.db} "
+        f"sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 "
+        f"obl=0 oll={len(c.queue)} omem=0 tot-mem=0 events=r cmd={c.last_command} "
+        f"user=default redir=-1 resp={c.resp} lib-name={_text(c.lib_name)} "
+        f"lib-ver={_text(c.lib_ver)}"
+    )
+
+
+# Server
+
+
+@server_command(
+    "time", 1, "fast", group="server", summary="Returns the server time.", since="2.6.0"
+)
+def time_(conn: ClientConnection, args: list[bytes]) -> Any:
+    now = time.time_ns() // 1000
+    return [b"%d" % (now // 1_000_000), b"%d" % (now % 1_000_000)]
+
+
+@server_command(
+    "shutdown", -1, "admin noscript", group="server", summary="Stops the server."
+)
+def shutdown(conn: ClientConnection, args: list[bytes]) -> Any:
+    for arg in args[1:]:
+        if arg.lower() not in (b"nosave", b"save", b"now", b"force", b"abort"):
+            raise CommandError(SYNTAX)
+    conn.server.request_stop("SHUTDOWN command")
+    return NO_REPLY
+
+
+@server_command(
+    "config",
+    -2,
+    "admin",
+    group="server",
+    summary="A container for server configuration commands.",
+    since="2.0.0",
+)
+def config(conn: ClientConnection, args: list[bytes]) -> Any:
+    sub = args[1].lower()
+    cfg = conn.server.config
+    if sub == b"get":
+        if len(args) < 3:
+            raise wrong_arity("config|get")
+        result: dict[bytes, bytes] = {}
+        for pattern in args[2:]:
+            for name in cfg.matching(_text(pattern)):
+                result[name.encode()] = cfg.get_text(name).encode()
+        return result
+    if sub == b"set":
+        if len(args) < 4 or len(args) % 2:
+            raise wrong_arity("config|set")
+        pairs = [
+            (_text(args[i]).lower(), _text(args[i + 1])) for i in range(2, len(args), 2)
+        ]
+        for name, value in pairs:
+            if name not in PARAMS:
+                raise CommandError(
+                    f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                )
+            if not PARAMS[name].mutable:
+                raise CommandError(
+                    f"ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                )
+            try:
+                PARAMS[name].parse(value)
+            except BadValue as e:
+                raise CommandError(
+                    f"ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                )
+        for name, value in pairs:
+            cfg.set_text(name, value)
+            conn.server.config_changed(name)
+        return "OK"
+    if sub == b"resetstat" and len(args) == 2:
+        conn.server.reset_stats()
+        return "OK"
+    if sub == b"rewrite" and len(args) == 2:
+        raise CommandError(
+            "ERR CONFIG REWRITE is not supported: edit prez.conf and restart"
+        )
+    if sub == b"help":
+        return [
+            b"CONFIG <subcommand> [<arg> ...]. Subcommands are:",
+            b"GET <pattern>",
+            b"SET <directive> <value>",
+            b"RESETSTAT",
+        ]
+    raise unknown_subcommand(args[1], "config")
+
+
+@server_command(
+    "info",
+    -1,
+    "stale",
+    group="server",
+    summary="Returns information and statistics about the server.",
+)
+def info(conn: ClientConnection, args: list[bytes]) -> Any:
+    return conn.server.info([_text(a).lower() for a in args[1:]]).encode()
+
+
+@server_command(
+    "command",
+    -1,
+    "stale",
+    group="server",
+    summary="Returns detailed information about all commands.",
+    since="2.8.13",
+)
+def command(conn: ClientConnection, args: list[bytes]) -> Any:
+    table = conn.server.commands
+    if len(args) == 1:
+        return [_command_info(e.spec) for e in table.values()]
+    sub = args[1].lower()
+    if sub == b"count" and len(args) == 2:
+        return len(table)
+    if sub == b"list":
+        return [name.encode() for name in table]
+    if sub == b"info":
+        names = [_text(a).lower() for a in args[2:]] or list(table)
+        return [_command_info(table[n].spec) if n in table else None for n in names]
+    if sub == b"docs":
+        names = [_text(a).lower() for a in args[2:]] or list(table)
+        return {n.encode(): _command_docs(table[n].spec) for n in names if n in table}
+    if sub == b"getkeys" and len(args) >= 3:
+        entry = table.get(_text(args[2]).lower())
+        if entry is None:
+            raise CommandError("ERR Invalid command specified")
+        if not entry.spec.arity_ok(len(args) - 2):
+            raise CommandError("ERR Invalid number of arguments specified for command")
+        keys = entry.spec.keys(args[2:])
+        if not keys:
+            raise CommandError("ERR The command has no key arguments")
+        return keys
+    if sub == b"help":
+        return [
+            b"COMMAND [<subcommand> [<arg> ...]]. Subcommands are:",
+            b"COUNT",
+            b"DOCS [<command-name> ...]",
+            b"GETKEYS <full-command>",
+            b"INFO [<command-name> ...]",
+            b"LIST",
+        ]
+    raise unknown_subcommand(args[1], "command")
+
+
+def _acl_categories(spec: CommandSpec) -> list[str]:
+    cats = ["@write" if spec.is_write else "@read" if spec.first_key else "@connection"]
+    group = {
+        "string": "@string",
+        "hash": "@hash",
+        "list": "@list",
+        "set": "@set",
+        "sorted-set": "@sortedset",
+        "generic": "@keyspace",
+        "server": "@admin",
+    }.get(spec.group)
+    if group:
+        cats.append(group)
+    cats.append("@fast" if "fast" in spec.flags else "@slow")
+    return cats
+
+
+def _command_info(spec: CommandSpec) -> list[Any]:
+    key_specs: list[Any] = []
+    if spec.first_key > 0:
+        key_specs.append(
+            {
+                b"flags": [
+                    "RW" if spec.is_write else "RO",
+                    "UPDATE" if spec.is_write else "ACCESS",
+                ],
+                b"begin_search": {
+                    b"type": b"index",
+                    b"spec": {b"index": spec.first_key},
+                },
+                b"find_keys": {
+                    b"type": b"range",
+                    b"spec": {
+                        b"lastkey": spec.last_key - spec.first_key
+                        if spec.last_key >= 0
+                        else spec.last_key,
+                        b"keystep": spec.key_step,
+                        b"limit": 0,
+                    },
+                },
+            }
+        )
+    return [
+        spec.name.encode(),
+        spec.arity,
+        sorted(spec.flags),
+        spec.first_key,
+        spec.last_key,
+        spec.key_step,
+        _acl_categories(spec),
+        [],
+        key_specs,
+        [],
+    ]
+
+
+def _command_docs(spec: CommandSpec) -> dict[bytes, Any]:
+    return {
+        b"summary": spec.summary.encode(),
+        b"since": spec.since.encode(),
+        b"group": spec.group.encode(),
+    }
+
+
+class _NoReply:
+    """Returned by a handler that has already answered (QUIT, SHUTDOWN)."""
+
+
+NO_REPLY = _NoReply()
+
+
+def process_stats() -> dict[str, Any]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss = 0
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    return {
+        "used_cpu_sys": f"{usage.ru_stime:.6f}",
+        "used_cpu_user": f"{usage.ru_utime:.6f}",
+        "used_memory_rss": rss,
+        "used_memory_peak_rss": usage.ru_maxrss * 1024,
+        "python_version": sys.version.split()[0],
+        "prez_version": prez.__version__,
+    }

@@ -1,0 +1,170 @@
+"""Real prez-server processes for tests and benchmarks, on 127.0.0.1 only.
+
+`ServerProcess` writes a prez.conf into its own directory, picks free
+ports, starts `python -m prez prez.conf`, waits (with a deadline) until the
+node answers PING, and stops it with SIGTERM (SIGKILL if it does not exit).
+On failure its log is available for the test's report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import prez
+
+HOST = "127.0.0.1"
+# The checkout (or site-packages) this prez was imported from: child
+# processes import the same code whatever their working directory.
+PREZ_ROOT = str(Path(prez.__file__).resolve().parent.parent)
+
+
+class Fatal(Exception):
+    """Raised by a wait_until condition that can never become true."""
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll predicate until it returns something truthy; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Fatal:
+            raise
+        except Exception as e:  # noqa: BLE001 - the condition is retried until the deadline
+            last_error = e
+        time.sleep(interval)
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what or predicate}: {last_error!r}"
+    )
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child prez process: imports this same prez."""
+    env = dict(os.environ, **(extra or {}))
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = PREZ_ROOT + (os.pathsep + path if path else "")
+    return env
+
+
+def ping(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            # NOAUTH also proves the node is up and serving.
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        config: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.config: dict[str, str] = {
+            "port": str(self.port),
+            "bind": HOST,
+            "loglevel": "verbose",
+        }
+        self.config.update(config or {})
+        self.env = child_env(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "prez.log"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.dir / "prez.conf"
+
+    def write_config(self) -> None:
+        lines = [f"{k} {v}" for k, v in self.config.items()]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, wait: bool = True, timeout: float = 20.0) -> ServerProcess:
+        self.write_config()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "prez", str(self.conf_path)],
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"prez-server exited with {self.proc.returncode}:\n{self.log()}"
+                )
+            return ping(self.port)
+
+        wait_until(ready, timeout, what=f"prez-server on port {self.port}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
