@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from prez.config import PARAMS, Config, ConfigError
+from prez.config import PARAMS, Config
+from prez.errors import ConfigError
 
 
 def server_main(argv: list[str] | None = None) -> None:
@@ -39,7 +40,7 @@ def server_main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     from prez.server.app import run
 
-    run(config)
+    sys.exit(run(config))
 
 
 def apply_overrides(config: Config, args: list[str]) -> None:
@@ -65,6 +66,6 @@ def apply_overrides(config: Config, args: list[str]) -> None:
 
 
 def cluster_main(argv: list[str] | None = None) -> None:
-    from prez.testing.localcluster import main
+    from prez.localcluster import main
 
     sys.exit(main(sys.argv[1:] if argv is None else argv))

@@ -27,7 +27,9 @@ def prez_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 
 def _client(server: ServerProcess, protocol: int) -> redis.Redis:
-    return redis.Redis(host=HOST, port=server.port, protocol=protocol, socket_timeout=10)
+    return redis.Redis(
+        host=HOST, port=server.port, protocol=protocol, socket_timeout=10
+    )
 
 
 @pytest.fixture

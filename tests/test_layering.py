@@ -8,6 +8,7 @@ I/O and reads no clock or global random.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,6 @@ def test_checker_catches_a_violation(
     fake = tmp_path / "prez" / "raft"
     fake.mkdir(parents=True)
     (fake / "bad.py").write_text("import asyncio\nfrom prez.server.app import Server\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path / "prez")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path / "prez")
     found = violations("raft")
     assert any("asyncio" in v for v in found) and any("prez.server" in v for v in found)

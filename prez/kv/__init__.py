@@ -34,5 +34,3 @@ def execute(store: KVStore, db: int, args: list[bytes], now: int) -> Any:
     if not spec.arity_ok(len(args)):
         raise wrong_arity(spec.name)
     return spec.handler(store.dbs[db], args, now)
-
-

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from typing import Any
 
 import prez
 from prez import kv
 from prez.config import Config
+from prez.errors import ConfigError, StorageError
 from prez.server import logging as plog
 from prez.server.client import ClientConnection
 from prez.server.commands import (
@@ -42,6 +44,7 @@ class Stats:
         "protocol_errors",
         "unknown_commands",
         "expired_keys",
+        "forwarded",
         "started",
     )
 
@@ -56,14 +59,23 @@ class Stats:
         self.protocol_errors = 0
         self.unknown_commands = 0
         self.expired_keys = 0
+        self.forwarded = 0
 
 
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = kv.KVStore(config["databases"])
-        self.driver: Any = LocalDriver(self.store)
         self.lookup, self.commands = build_table(kv.COMMANDS, SERVER_COMMANDS, HANDLERS)
+        self.exit_code = 0
+        nodes_file = config["cluster-config-file"]
+        self.clustered = os.path.exists(nodes_file)
+        if self.clustered:
+            from prez.server.raftdriver import RaftDriver, load_members
+
+            self.driver: Any = RaftDriver(self, load_members(nodes_file))
+        else:
+            self.driver = LocalDriver(self.store, self.commands)
         self.clients: dict[int, ClientConnection] = {}
         self.stats = Stats()
         self._next_client_id = 0
@@ -82,7 +94,7 @@ class Server:
         return "standalone"
 
     def role_name(self) -> str:
-        return "master"
+        return "master" if self.driver.is_leader() else "replica"
 
     def loop_call_soon(self, callback: Any) -> None:
         assert self.loop is not None
@@ -100,8 +112,9 @@ class Server:
         for entry in self.commands.values():
             entry.reset_stats()
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, exit_code: int = 0) -> None:
         log.notice(f"Shutting down: {reason}")
+        self.exit_code = max(self.exit_code, exit_code)
         if self._stop is not None:
             self._stop.set()
 
@@ -114,16 +127,23 @@ class Server:
             self.loop.add_signal_handler(
                 sig, self.request_stop, signal.Signals(sig).name
             )
+        if self.clustered:
+            await self.driver.start()
+        else:
+            log.warning(
+                f"No {self.config['cluster-config-file']} found: running standalone, "
+                "without replication or persistence"
+            )
         port = self.config["port"]
         for host in self.config["bind"]:
-            server = await self.loop.create_server(
+            listener = await self.loop.create_server(
                 lambda: ClientConnection(self),
                 host,
                 port,
                 reuse_address=True,
                 backlog=511,
             )
-            self._servers.append(server)
+            self._servers.append(listener)
         log.notice(
             f"Prez {prez.__version__} ({self.config['name']}) ready to accept connections "
             f"on {' '.join(self.config['bind'])}:{port}"
@@ -133,13 +153,15 @@ class Server:
             await self._stop.wait()
         finally:
             expiry.cancel()
-            for server in self._servers:
-                server.close()
+            for open_listener in self._servers:
+                open_listener.close()
             for client in list(self.clients.values()):
                 if client.transport is not None:
                     client.transport.close()
-            for server in self._servers:
-                await server.wait_closed()
+            for open_listener in self._servers:
+                await open_listener.wait_closed()
+            if self.clustered:
+                await self.driver.close()
         log.notice("Prez is now ready to exit, bye bye...")
 
     async def _active_expiry(self) -> None:
@@ -179,6 +201,8 @@ class Server:
             ("memory", self._info_memory),
             ("stats", self._info_stats),
             ("cpu", self._info_cpu),
+            ("replication", self._info_replication),
+            ("raft", self._info_raft),
             ("commandstats", self._info_commandstats),
             ("keyspace", self._info_keyspace),
         ):
@@ -261,6 +285,34 @@ class Server:
             }
         )
 
+    def _info_replication(self) -> str:
+        if not self.clustered:
+            return self._fields({"role": "master", "connected_slaves": 0})
+        role = self.driver.role_reply()
+        if role[0] == b"master":
+            fields: dict[str, Any] = {
+                "role": "master",
+                "connected_slaves": len(role[2]),
+            }
+            for i, (host, port, offset) in enumerate(role[2]):
+                fields[f"slave{i}"] = (
+                    f"ip={host.decode()},port={port.decode()},state=online,offset={offset.decode()},lag=0"
+                )
+            return self._fields(fields)
+        return self._fields(
+            {
+                "role": "slave",
+                "master_host": role[1].decode(),
+                "master_port": role[2],
+                "master_link_status": "up" if role[3] == b"connected" else "down",
+            }
+        )
+
+    def _info_raft(self) -> str:
+        if not self.clustered:
+            return self._fields({"raft_role": "standalone"})
+        return self._fields(self.driver.info_fields())
+
     def _info_commandstats(self) -> str:
         lines = []
         for name, e in self.commands.items():
@@ -285,7 +337,7 @@ class Server:
         return "".join(lines)
 
 
-def run(config: Config) -> None:
+def run(config: Config) -> int:
     plog.configure(config["loglevel"], config["logfile"])
     try:
         import uvloop
@@ -293,6 +345,16 @@ def run(config: Config) -> None:
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
-    server = Server(config)
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(server.serve())
+    try:
+        server = Server(config)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(server.serve())
+    except (StorageError, ConfigError) as e:
+        log.warning(f"Cannot start: {e}")
+        print(f"*** FATAL *** {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        log.warning(f"Cannot start: {e}")
+        print(f"*** FATAL *** {e}", file=sys.stderr)
+        return 1
+    return server.exit_code

@@ -24,7 +24,7 @@ from prez.server.logging import log
 if os.environ.get("PREZ_PURE_CORE") == "1":
     from prez._core.resp_py import ReplyBuffer, RequestParser
 else:
-    from prez._core.resp import ReplyBuffer, RequestParser
+    from prez._core.resp import ReplyBuffer, RequestParser  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from prez.server.app import Server
@@ -92,7 +92,7 @@ class ClientConnection(asyncio.Protocol):
         server.stats.connections_received += 1
         if len(server.clients) >= server.config["maxclients"]:
             server.stats.rejected_connections += 1
-            transport.write(b"-ERR max number of clients reached\r\n")
+            self.transport.write(b"-ERR max number of clients reached\r\n")  # type: ignore[union-attr]
             transport.close()
             self.closing = True
             return
@@ -101,6 +101,12 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.server.clients.pop(self.id, None)
+        # Nobody will read these replies; still collect each Future's outcome
+        # so that asyncio does not report it as never retrieved.
+        for item in self.queue:
+            if type(item) is Future:
+                item.remove_done_callback(self._future_done)
+                item.add_done_callback(_discard_outcome)
         self.queue.clear()
 
     def pause_writing(self) -> None:
@@ -157,9 +163,9 @@ class ClientConnection(asyncio.Protocol):
                     raise CommandError(NOAUTH)
                 kind = entry.kind
                 if kind == READ:
-                    reply = driver.read(entry, self.db, args, now)
+                    reply = driver.read(entry, self, args, now)
                 elif kind == WRITE:
-                    reply = driver.propose(entry, self.db, args, now)
+                    reply = driver.propose(entry, self, args, now)
                 else:
                     reply = entry.handler(self, args)
                     if reply is NO_REPLY:
@@ -253,6 +259,11 @@ class ClientConnection(asyncio.Protocol):
     def set_protocol(self, version: int) -> None:
         self.resp = version
         self.out.resp3 = version == 3
+
+
+def _discard_outcome(future: Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Close:

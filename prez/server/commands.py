@@ -364,6 +364,21 @@ def shutdown(conn: ClientConnection, args: list[bytes]) -> Any:
 
 
 @server_command(
+    "role",
+    1,
+    "fast stale noscript",
+    group="server",
+    summary="Returns the replication role.",
+    since="2.8.12",
+)
+def role(conn: ClientConnection, args: list[bytes]) -> Any:
+    server = conn.server
+    if not server.clustered:
+        return [b"master", 0, []]
+    return server.driver.role_reply()
+
+
+@server_command(
     "config",
     -2,
     "admin",

@@ -2,37 +2,56 @@
 
 `propose()` takes a write, `read()` a read. `LocalDriver` (one node, no
 replication) applies writes in arrival order and answers at once; the Raft
-driver replaces it, answering writes with a Future that completes when the
-entry is committed and applied. The client protocol accepts either: a
-plain reply value or an `asyncio.Future` of one.
+driver (`prez.server.raftdriver`) answers writes with a Future that
+completes when the entry is committed and applied. The client protocol
+accepts either: a plain reply value or an `asyncio.Future` of one.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prez.kv import KVStore
 from prez.server.dispatch import CommandEntry
 
+if TYPE_CHECKING:
+    from prez.server.client import ClientConnection
+
 
 class Driver(Protocol):
     def propose(
-        self, entry: CommandEntry, db: int, args: list[bytes], now: int
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
     ) -> Any: ...
 
     def read(
-        self, entry: CommandEntry, db: int, args: list[bytes], now: int
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
     ) -> Any: ...
+
+    def is_leader(self) -> bool: ...
+
+    def propose_internal(self, db: int, args: list[bytes], now: int) -> None: ...
 
 
 class LocalDriver:
     """A single node with no log: a write is applied as soon as it arrives."""
 
-    def __init__(self, store: KVStore) -> None:
+    def __init__(self, store: KVStore, commands: dict[str, CommandEntry]) -> None:
         self.store = store
+        self.commands = commands
 
-    def propose(self, entry: CommandEntry, db: int, args: list[bytes], now: int) -> Any:
-        return entry.handler(self.store.dbs[db], args, now)
+    def propose(
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
+    ) -> Any:
+        return entry.handler(self.store.dbs[client.db], args, now)
 
-    def read(self, entry: CommandEntry, db: int, args: list[bytes], now: int) -> Any:
-        return entry.handler(self.store.dbs[db], args, now)
+    def read(
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
+    ) -> Any:
+        return entry.handler(self.store.dbs[client.db], args, now)
+
+    def is_leader(self) -> bool:
+        return True
+
+    def propose_internal(self, db: int, args: list[bytes], now: int) -> None:
+        entry = self.commands[args[0].decode()]
+        entry.handler(self.store.dbs[db], args, now)

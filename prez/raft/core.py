@@ -1,0 +1,868 @@
+"""The Raft node: a deterministic state machine driven by ticks, messages and
+proposals, read out through Ready (modelled on etcd-io/raft's RawNode).
+
+No I/O lives here: no asyncio, socket, time, os, module-level `random`,
+prez.server, prez.storage or prez.kv. Randomness comes from the
+`random.Random` handed to the constructor, time from `tick()` calls.
+
+The driver contract
+-------------------
+The server's Ready loop (and the simulator in prez.testing.sim) does, for
+each Ready, strictly in this order::
+
+    rd = node.ready()
+    send(rd.messages)                          # 1. may leave before anything is durable
+    persist(rd.hard_state, rd.entries); fsync  # 2. one write + one fsync (group commit)
+    send(rd.persisted_messages)                # 3. only once step 2 is durable
+    apply(rd.committed_entries)                # 4. in order
+    node.advance(rd)                           # 5. tells the node step 2 is durable
+
+- `rd.entries` may start at or below the durable last index: the durable log
+  is then truncated from `rd.entries[0].index` before appending (a follower's
+  conflict repair, §5.3). Entries are written before the hard state.
+- `rd.messages` holds only what is safe to send before the node's own write
+  is durable: the leader's AppendEntries and heartbeats (the leader writes
+  its log in parallel with replication, Raft thesis §10.2.1) and pre-votes,
+  which promise nothing. Everything that promises something about durable
+  state (votes, vote requests, append and heartbeat answers) is in
+  `rd.persisted_messages`, so term and vote are on disk before any of them
+  leaves the node.
+- The leader counts its own log towards a majority only up to the last entry
+  that an `advance()` reported durable, so an acknowledged write is on a
+  majority's disks, the leader's included.
+- `tick()`, `step()` and `propose()` may be called between `ready()` and
+  `advance()` (for example while the fsync runs in an executor); `ready()`
+  must not be called again before the previous Ready was advanced.
+- `rd.soft_state` is set when the role, known leader or term changed: a
+  driver fails its waiting clients ("outcome unknown") when leadership is
+  lost, even if it was regained in a later term between two Readys.
+
+Seams left for later issues (no implementation yet): InstallSnapshot where
+`_send_append` finds the probe point compacted (RaftLog.offset), membership
+changes where a CONFIG entry is applied (peers/quorum are plain attributes),
+ReadIndex through the heartbeat `context`, which followers echo back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from prez.errors import PrezError
+from prez.raft.log import RaftLog
+from prez.raft.types import Entry, EntryKind, HardState, Message, MessageType
+
+if TYPE_CHECKING:
+    # Only the type: randomness is the caller's seeded instance, never the
+    # module-level generator.
+    import random
+
+APPEND = MessageType.APPEND
+APPEND_RESP = MessageType.APPEND_RESP
+VOTE = MessageType.VOTE
+VOTE_RESP = MessageType.VOTE_RESP
+PRE_VOTE = MessageType.PRE_VOTE
+PRE_VOTE_RESP = MessageType.PRE_VOTE_RESP
+HEARTBEAT = MessageType.HEARTBEAT
+HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
+# TIMEOUT_NOW (leadership transfer) is the seam of a later issue; until
+# then it is dropped with any type we do not know.
+_HANDLED_TYPES = frozenset(
+    {
+        APPEND,
+        APPEND_RESP,
+        VOTE,
+        VOTE_RESP,
+        PRE_VOTE,
+        PRE_VOTE_RESP,
+        HEARTBEAT,
+        HEARTBEAT_RESP,
+    }
+)
+NORMAL = EntryKind.NORMAL
+NOOP = EntryKind.NOOP
+
+
+class Role(StrEnum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "precandidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class NotLeader(PrezError):
+    """propose() on a node that is not the leader; `leader` is the one it
+    knows of (None during an election), for redirects."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
+        self.leader = leader
+
+
+class RaftSafetyError(PrezError):
+    """A Raft invariant broke (for example a committed entry would be
+    overwritten). The node must stop; continuing would corrupt data."""
+
+
+@dataclass
+class RaftConfig:
+    name: str
+    peers: list[str]  # every voter, this node included
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    max_append_bytes: int = 1 << 20  # payload bytes per AppendEntries
+    max_inflight: int = 256  # appends in flight per follower in replicate state
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def validate(self) -> None:
+        if self.name not in self.peers:
+            raise ValueError(f"node {self.name!r} is not among peers {self.peers}")
+        if len(set(self.peers)) != len(self.peers) or "" in self.peers:
+            raise ValueError(f"peer names must be unique and non-empty: {self.peers}")
+        if self.heartbeat_ticks < 1:
+            raise ValueError("heartbeat_ticks must be >= 1")
+        if self.election_ticks <= self.heartbeat_ticks:
+            raise ValueError("election_ticks must be greater than heartbeat_ticks")
+        if self.max_inflight < 1 or self.max_append_bytes < 1:
+            raise ValueError("max_inflight and max_append_bytes must be >= 1")
+
+
+@dataclass(slots=True)
+class SoftState:
+    """Volatile state a driver reacts to; never persisted."""
+
+    role: Role
+    leader: str | None
+    term: int
+
+
+@dataclass(slots=True)
+class Ready:
+    """One batch of work for the driver; see the module docstring for the
+    order in which its parts must be handled."""
+
+    hard_state: HardState | None  # persist when not None
+    entries: list[Entry]  # append (truncating from entries[0].index) and persist
+    messages: list[Message]  # may be sent before the write is durable
+    persisted_messages: list[Message]  # send only once the write is durable
+    committed_entries: list[Entry]  # apply in order
+    soft_state: SoftState | None = None  # set when role, leader or term changed
+    # Seams: read_states (ReadIndex) and snapshot join here in later issues.
+
+
+class ProgressState(StrEnum):
+    # Probe: the matching point is unknown; one append at a time, paused
+    # until it is answered (or a heartbeat answer shows the follower alive).
+    PROBE = "probe"
+    # Replicate: the follower is in step; appends are pipelined, up to
+    # max_inflight of them unanswered.
+    REPLICATE = "replicate"
+
+
+class Progress:
+    """The leader's view of one follower (etcd tracker.Progress, trimmed).
+
+    Invariant: match < next. `inflight` holds the last index of every append
+    sent in replicate state and not yet acknowledged, oldest first.
+    """
+
+    __slots__ = (
+        "match",
+        "next",
+        "state",
+        "paused",
+        "inflight",
+        "recent_active",
+        "sent_commit",
+    )
+
+    def __init__(self, next_index: int) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        self.paused = False
+        self.inflight: deque[int] = deque()
+        # Set by any answer from the follower; CheckQuorum clears it once per
+        # election timeout. True at the start so a new leader gets one full
+        # timeout before it can conclude it lost its quorum.
+        self.recent_active = True
+        self.sent_commit = 0  # commit index carried by the last append sent
+
+    def become_probe(self) -> None:
+        self.state = ProgressState.PROBE
+        self.paused = False
+        self.inflight.clear()
+
+    def become_replicate(self) -> None:
+        self.state = ProgressState.REPLICATE
+        self.next = self.match + 1
+        self.paused = False
+        self.inflight.clear()
+
+
+class RaftNode:
+    """One Raft participant. Not thread-safe: call everything from one thread.
+
+    Restart it from what storage recovered: the persisted hard state and
+    every durable log entry (in index order, starting at 1 until snapshots
+    exist). `applied` is how far the caller's state machine already is; the
+    first Ready re-delivers committed entries after it.
+    """
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        rng: random.Random,
+        hard_state: HardState,
+        entries: list[Entry],
+        applied: int = 0,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self._name = config.name
+        self._rng = rng
+        self.peers: list[str] = list(config.peers)
+        self._others: list[str] = [p for p in self.peers if p != self._name]
+        self._peer_set = frozenset(self._others)
+        self._quorum = len(self.peers) // 2 + 1
+        self._election_ticks = config.election_ticks
+        self._heartbeat_ticks = config.heartbeat_ticks
+        self._max_bytes = config.max_append_bytes
+        self._max_inflight = config.max_inflight
+        self._pre_vote = config.pre_vote
+        self._check_quorum = config.check_quorum
+
+        self.log = RaftLog(entries)
+        self._term = hard_state.term
+        self._vote = hard_state.vote
+        # A hard state written ahead of its entries (a driver that broke the
+        # entries-first order) must not claim more than the log holds.
+        self._commit = min(hard_state.commit, self.log.last_index)
+        self._applied = min(applied, self._commit)
+        self._applying = self._applied  # last index handed out in a Ready
+        self._role = Role.FOLLOWER
+        self._leader: str | None = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = 0
+        self._reset_randomized_timeout()
+        self._votes: dict[str, bool] = {}
+        self._progress: dict[str, Progress] = {}
+
+        self._msgs: list[Message] = []
+        self._persisted_msgs: list[Message] = []
+        # Leader only: followers whose append is deferred to the next ready()
+        # (value: send even with no entries, to carry commit or probe), and a
+        # flag for "new proposals: send to everyone". Deferring batches every
+        # proposal and answer since the last Ready into one AppendEntries.
+        self._pending_sends: dict[str, bool] = {}
+        self._bcast_new_entries = False
+        self._prev_hard = (self._term, self._vote, self._commit)
+        self._prev_soft: tuple[Role, str | None, int] = (
+            self._role,
+            self._leader,
+            self._term,
+        )
+
+    # -- read-only state ---------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def vote(self) -> str:
+        return self._vote
+
+    @property
+    def leader(self) -> str | None:
+        return self._leader
+
+    @property
+    def commit_index(self) -> int:
+        return self._commit
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    @property
+    def last_index(self) -> int:
+        return self.log.last_index
+
+    @property
+    def persisted_index(self) -> int:
+        return self.log.persisted
+
+    def progress_of(self, peer: str) -> Progress | None:
+        """The leader's replication state for `peer` (None when not leader)."""
+        return self._progress.get(peer)
+
+    # -- inputs --------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        if self._role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._randomized_timeout:
+                self._election_elapsed = 0
+                self.campaign()
+
+    def campaign(self) -> None:
+        """Start an election now (etcd's MsgHup); a no-op on a leader."""
+        if self._role is Role.LEADER:
+            return
+        if self._pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
+
+    def propose(self, data: bytes) -> int:
+        """Append `data` to the leader's log; returns the entry's index.
+
+        The entry is sent to followers at the next `ready()`, batched with
+        every other proposal since the last one. A proposal is not a promise:
+        it commits only if this node stays leader long enough (a driver
+        watches `Ready.soft_state` and the term for that).
+        """
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader)
+        log = self.log
+        index = log.offset + len(log.entries) + 1
+        log.entries.append(Entry(index, self._term, NORMAL, data))
+        self._bcast_new_entries = True
+        return index
+
+    def step(self, msg: Message) -> None:
+        """Feed one message from a peer.
+
+        Messages not addressed to this node, from unknown senders, of unknown
+        types or with a nonsensical term are dropped, as are messages of an older term
+        (answered only when that helps a stale leader or pre-candidate learn
+        the current term).
+        """
+        msg_type = msg.type
+        if (
+            msg.dst != self._name
+            or msg.src not in self._peer_set
+            or msg.term < 0
+            or msg_type not in _HANDLED_TYPES
+        ):
+            return
+        if msg.term > self._term:
+            # While this node hears from a leader it ignores requests that
+            # would disrupt it: a partitioned node rejoining with a higher
+            # term cannot depose a healthy leader (thesis §4.2.3; this
+            # "lease" is only sound together with CheckQuorum).
+            if (
+                msg_type in (VOTE, PRE_VOTE)
+                and self._check_quorum
+                and self._leader is not None
+                and self._election_elapsed < self._election_ticks
+            ):
+                return
+            if msg_type == PRE_VOTE or (msg_type == PRE_VOTE_RESP and not msg.reject):
+                # A pre-vote is asked and granted for a term nobody entered
+                # yet; it must not move our term (thesis §9.6).
+                pass
+            elif msg_type in (APPEND, HEARTBEAT):
+                self._become_follower(msg.term, msg.src)
+            else:
+                self._become_follower(msg.term, None)
+        elif msg.term < self._term:
+            if msg_type in (APPEND, HEARTBEAT):
+                # A stale leader. With CheckQuorum or PreVote a node with a
+                # higher term may never win an election to tell it, so answer
+                # with our term and let it step down.
+                if self._check_quorum or self._pre_vote:
+                    self._persisted_msgs.append(
+                        Message(APPEND_RESP, self._term, self._name, msg.src)
+                    )
+            elif msg_type == PRE_VOTE:
+                self._persisted_msgs.append(
+                    Message(PRE_VOTE_RESP, self._term, self._name, msg.src, reject=True)
+                )
+            return
+
+        if msg_type in (VOTE, PRE_VOTE):
+            self._handle_vote_request(msg)
+            return
+
+        role = self._role
+        if role is Role.LEADER:
+            if msg_type == APPEND_RESP:
+                self._handle_append_response(msg)
+            elif msg_type == HEARTBEAT_RESP:
+                self._handle_heartbeat_response(msg)
+            # Another leader's APPEND in our term cannot exist (§5.2: one
+            # vote per term); late vote answers are moot.
+            return
+        if msg_type in (APPEND, HEARTBEAT):
+            if role is not Role.FOLLOWER:
+                # A leader won this term; a candidate steps back (§5.2).
+                self._become_follower(self._term, msg.src)
+            self._election_elapsed = 0
+            self._leader = msg.src
+            if msg_type == APPEND:
+                self._handle_append(msg)
+            else:
+                self._handle_heartbeat(msg)
+        elif (msg_type == VOTE_RESP and role is Role.CANDIDATE) or (
+            msg_type == PRE_VOTE_RESP
+            and role is Role.PRE_CANDIDATE
+            # Grants name the term being asked for; rejects carry ours.
+            and (msg.reject or msg.term == self._term + 1)
+        ):
+            self._poll(msg.src, not msg.reject)
+
+    # -- output --------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._msgs
+            or self._persisted_msgs
+            or self._pending_sends
+            or self._bcast_new_entries
+            or self.log.unstable_from <= self.log.last_index
+            or self._commit > self._applying
+            or self._prev_hard != (self._term, self._vote, self._commit)
+            or self._prev_soft != (self._role, self._leader, self._term)
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything to persist, send and apply since the last call.
+
+        Hands each entry, message and committed entry out once; the caller
+        must follow the module's driver contract and then call `advance`.
+        """
+        if self._role is Role.LEADER:
+            self._flush_sends()
+        hard = (self._term, self._vote, self._commit)
+        hard_state = None
+        if hard != self._prev_hard:
+            hard_state = HardState(self._term, self._vote, self._commit)
+            self._prev_hard = hard
+        soft = (self._role, self._leader, self._term)
+        soft_state = None
+        if soft != self._prev_soft:
+            soft_state = SoftState(self._role, self._leader, self._term)
+            self._prev_soft = soft
+        committed: list[Entry] = []
+        if self._commit > self._applying:
+            committed = self.log.slice(self._applying + 1, self._commit + 1)
+            self._applying = self._commit
+        rd = Ready(
+            hard_state,
+            self.log.unstable_entries(),
+            self._msgs,
+            self._persisted_msgs,
+            committed,
+            soft_state,
+        )
+        self._msgs = []
+        self._persisted_msgs = []
+        return rd
+
+    def advance(self, ready: Ready) -> None:
+        """Acknowledge that `ready` was handled: its entries and hard state
+        are durable and its committed entries applied."""
+        if ready.entries:
+            last = ready.entries[-1]
+            if (
+                self.log.mark_persisted(last.index, last.term)
+                and self._role is Role.LEADER
+            ):
+                # The leader's own durable copy now counts towards commit.
+                self._maybe_commit()
+        if ready.committed_entries:
+            self._applied = ready.committed_entries[-1].index
+
+    # -- role transitions ----------------------------------------------------
+
+    def _reset_randomized_timeout(self) -> None:
+        # Randomized in [election_ticks, 2 * election_ticks) so that split
+        # votes resolve quickly (§5.2).
+        self._randomized_timeout = self._election_ticks + self._rng.randrange(
+            self._election_ticks
+        )
+
+    def _reset(self, term: int) -> None:
+        if term != self._term:
+            self._term = term
+            self._vote = ""
+        self._leader = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._reset_randomized_timeout()
+        self._votes = {}
+        self._progress = {}
+        self._pending_sends = {}
+        self._bcast_new_entries = False
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        self._reset(term)
+        self._role = Role.FOLLOWER
+        self._leader = leader
+
+    def _become_pre_candidate(self) -> None:
+        # Neither term nor vote change: a pre-candidate only asks whether it
+        # could win, so a node cut off from the majority does not inflate its
+        # term and depose the leader when it rejoins (thesis §9.6).
+        self._reset(self._term)
+        self._role = Role.PRE_CANDIDATE
+        self._votes = {self._name: True}
+        if self._votes_won():
+            self._become_candidate()
+            return
+        msgs = self._msgs
+        next_term = self._term + 1
+        last_index = self.log.last_index
+        last_term = self.log.last_term
+        for peer in self._others:
+            msgs.append(
+                Message(
+                    PRE_VOTE,
+                    next_term,
+                    self._name,
+                    peer,
+                    index=last_index,
+                    log_term=last_term,
+                )
+            )
+
+    def _become_candidate(self) -> None:
+        self._reset(self._term + 1)
+        self._role = Role.CANDIDATE
+        self._vote = self._name
+        self._votes = {self._name: True}
+        if self._votes_won():
+            self._become_leader()
+            return
+        # Persisted messages: our term and self-vote are durable before any
+        # request leaves, so a restart cannot vote twice in this term.
+        msgs = self._persisted_msgs
+        last_index = self.log.last_index
+        last_term = self.log.last_term
+        for peer in self._others:
+            msgs.append(
+                Message(
+                    VOTE,
+                    self._term,
+                    self._name,
+                    peer,
+                    index=last_index,
+                    log_term=last_term,
+                )
+            )
+
+    def _become_leader(self) -> None:
+        self._reset(self._term)
+        self._role = Role.LEADER
+        self._leader = self._name
+        next_index = self.log.last_index + 1
+        self._progress = {peer: Progress(next_index) for peer in self._others}
+        # A no-op of the new term: entries of earlier terms commit only
+        # indirectly, once an entry of the current term does (§5.4.2), so a
+        # leader appends one at once instead of waiting for a client write.
+        self.log.append([Entry(next_index, self._term, NOOP, b"")])
+        self._bcast_new_entries = True
+
+    # -- elections -------------------------------------------------------------
+
+    def _votes_won(self) -> bool:
+        return sum(self._votes.values()) >= self._quorum
+
+    def _poll(self, voter: str, granted: bool) -> None:
+        self._votes.setdefault(voter, granted)
+        granted_count = sum(self._votes.values())
+        if granted_count >= self._quorum:
+            if self._role is Role.PRE_CANDIDATE:
+                self._become_candidate()
+            else:
+                self._become_leader()
+        elif len(self._votes) - granted_count >= self._quorum:
+            self._become_follower(self._term, None)
+
+    def _log_is_up_to_date(self, index: int, term: int) -> bool:
+        """§5.4.1: grant only to a candidate whose log is at least as
+        up-to-date as ours (later last term, or same term and not shorter)."""
+        last_term = self.log.last_term
+        return term > last_term or (term == last_term and index >= self.log.last_index)
+
+    def _handle_vote_request(self, msg: Message) -> None:
+        is_pre_vote = msg.type == PRE_VOTE
+        # One vote per term (§5.2): repeat the vote we gave, or give a fresh
+        # one if we have neither voted nor heard from a leader this term. A
+        # pre-vote for a later term promises nothing, so it is always free.
+        can_vote = (
+            self._vote == msg.src
+            or (self._vote == "" and self._leader is None)
+            or (is_pre_vote and msg.term > self._term)
+        )
+        resp_type = PRE_VOTE_RESP if is_pre_vote else VOTE_RESP
+        if can_vote and self._log_is_up_to_date(msg.index, msg.log_term):
+            if not is_pre_vote:
+                self._election_elapsed = 0
+                self._vote = msg.src
+            # Answer in the asked term: a pre-candidate counts grants for the
+            # term it is about to enter.
+            self._persisted_msgs.append(
+                Message(resp_type, msg.term, self._name, msg.src)
+            )
+        else:
+            self._persisted_msgs.append(
+                Message(resp_type, self._term, self._name, msg.src, reject=True)
+            )
+
+    # -- follower side of replication -----------------------------------------
+
+    def _handle_append(self, msg: Message) -> None:
+        entries = msg.entries
+        prev_index = msg.index
+        if entries and (
+            entries[0].index != prev_index + 1
+            or entries[-1].index != prev_index + len(entries)
+            or entries[-1].term > msg.term
+            or entries[0].term < msg.log_term
+        ):
+            return  # garbage: not a contiguous run following prev
+        if prev_index < self._commit:
+            # Everything up to commit is settled; tell the leader so it can
+            # skip ahead (a delayed or duplicated old append).
+            self._persisted_msgs.append(
+                Message(
+                    APPEND_RESP, self._term, self._name, msg.src, index=self._commit
+                )
+            )
+            return
+        log = self.log
+        if log.term_at(prev_index) == msg.log_term:
+            last_new = prev_index + len(entries)
+            if entries:
+                conflict = log.find_conflict(entries)
+                if conflict:
+                    if conflict <= self._commit:
+                        raise RaftSafetyError(
+                            f"{self._name}: entry {conflict} conflicts with commit {self._commit}"
+                        )
+                    log.truncate_and_append(entries[conflict - prev_index - 1 :])
+            # Only up to last_new is known to match the leader; a longer tail
+            # here may still be a stale leftover.
+            commit = min(msg.commit, last_new)
+            if commit > self._commit:
+                self._commit = commit
+            self._persisted_msgs.append(
+                Message(APPEND_RESP, self._term, self._name, msg.src, index=last_new)
+            )
+            return
+        hint_index, hint_term = log.find_conflict_by_term(
+            min(prev_index, log.last_index), msg.log_term
+        )
+        self._persisted_msgs.append(
+            Message(
+                APPEND_RESP,
+                self._term,
+                self._name,
+                msg.src,
+                index=prev_index,
+                reject=True,
+                reject_hint=hint_index,
+                hint_term=hint_term,
+            )
+        )
+
+    def _handle_heartbeat(self, msg: Message) -> None:
+        # The leader sends min(match, commit), so this prefix agrees with it.
+        commit = min(msg.commit, self.log.last_index)
+        if commit > self._commit:
+            self._commit = commit
+        # context is echoed: the ReadIndex seam (a later issue).
+        self._persisted_msgs.append(
+            Message(
+                HEARTBEAT_RESP, self._term, self._name, msg.src, context=msg.context
+            )
+        )
+
+    # -- leader side of replication -----------------------------------------
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._election_ticks:
+            self._election_elapsed = 0
+            if self._check_quorum and not self._quorum_active():
+                # We may be the stale side of a partition: step down so that
+                # clients go elsewhere instead of waiting forever.
+                self._become_follower(self._term, None)
+                return
+        if self._heartbeat_elapsed >= self._heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self._bcast_heartbeat()
+
+    def _quorum_active(self) -> bool:
+        active = 1  # ourselves
+        for progress in self._progress.values():
+            if progress.recent_active:
+                active += 1
+            progress.recent_active = False
+        return active >= self._quorum
+
+    def _bcast_heartbeat(self) -> None:
+        commit = self._commit
+        msgs = self._msgs
+        for peer, progress in self._progress.items():
+            msgs.append(
+                Message(
+                    HEARTBEAT,
+                    self._term,
+                    self._name,
+                    peer,
+                    commit=min(progress.match, commit),
+                )
+            )
+
+    def _flush_sends(self) -> None:
+        if self._bcast_new_entries:
+            self._bcast_new_entries = False
+            pending = self._pending_sends
+            for peer in self._others:
+                pending.setdefault(peer, False)
+        if self._pending_sends:
+            pending = self._pending_sends
+            self._pending_sends = {}
+            for peer, allow_empty in pending.items():
+                self._send_append(peer, allow_empty)
+
+    def _send_append(self, peer: str, allow_empty: bool) -> None:
+        progress = self._progress[peer]
+        log = self.log
+        last_index = log.last_index
+        replicate = progress.state is ProgressState.REPLICATE
+        while True:
+            if progress.paused:
+                return
+            if replicate and len(progress.inflight) >= self._max_inflight:
+                return
+            prev_index = progress.next - 1
+            prev_term = log.term_at(prev_index)
+            if prev_term is None:
+                # The follower needs entries we no longer hold: this is where
+                # InstallSnapshot goes (snapshot issue).
+                return
+            entries = (
+                log.slice(progress.next, last_index + 1, self._max_bytes)
+                if progress.next <= last_index
+                else []
+            )
+            if not entries and not allow_empty:
+                return
+            progress.sent_commit = self._commit
+            self._msgs.append(
+                Message(
+                    APPEND,
+                    self._term,
+                    self._name,
+                    peer,
+                    index=prev_index,
+                    log_term=prev_term,
+                    commit=self._commit,
+                    entries=entries,
+                )
+            )
+            if not replicate:
+                progress.paused = True
+                return
+            if not entries:
+                return
+            progress.next = entries[-1].index + 1
+            progress.inflight.append(progress.next - 1)
+            allow_empty = False
+
+    def _handle_append_response(self, msg: Message) -> None:
+        progress = self._progress[msg.src]
+        progress.recent_active = True
+        if msg.reject:
+            rejected = msg.index
+            if progress.state is ProgressState.REPLICATE:
+                if rejected <= progress.match:
+                    return  # stale answer to an append we already moved past
+                # The follower lost the pipelined appends (or restarted):
+                # fall back to probing just after what it acknowledged.
+                progress.next = progress.match + 1
+            else:
+                if rejected != progress.next - 1:
+                    return  # answer to an older probe
+                probe = msg.reject_hint
+                if msg.hint_term > 0:
+                    # Skip the follower's whole diverging term at once (§5.3).
+                    probe, _ = self.log.find_conflict_by_term(
+                        msg.reject_hint, msg.hint_term
+                    )
+                progress.next = max(min(rejected, probe + 1), progress.match + 1)
+            progress.become_probe()
+            self._pending_sends[msg.src] = True
+            return
+        index = msg.index
+        if index <= progress.match or index > self.log.last_index:
+            return  # duplicate or reordered answer (or nonsense)
+        progress.match = index
+        if progress.next <= index:
+            progress.next = index + 1
+        if progress.state is ProgressState.PROBE:
+            progress.become_replicate()
+        else:
+            inflight = progress.inflight
+            while inflight and inflight[0] <= index:
+                inflight.popleft()
+        if not self._maybe_commit():
+            # More to send, or a commit index this follower has not heard
+            # (it was paused in probe when the commit moved).
+            stale_commit = progress.sent_commit < self._commit
+            if stale_commit or msg.src not in self._pending_sends:
+                self._pending_sends[msg.src] = stale_commit
+
+    def _handle_heartbeat_response(self, msg: Message) -> None:
+        progress = self._progress[msg.src]
+        progress.recent_active = True
+        progress.paused = False
+        if progress.state is ProgressState.REPLICATE and (
+            len(progress.inflight) >= self._max_inflight
+        ):
+            # Appends may have been lost; let one more through so the
+            # follower's rejection moves it back to probing.
+            progress.inflight.popleft()
+        if progress.match < self.log.last_index:
+            self._pending_sends[msg.src] = True
+
+    def _is_committable(self, index: int) -> bool:
+        """§5.4.2: a leader commits by counting replicas only entries of its
+        own term; earlier ones follow implicitly (Figure 8)."""
+        return self.log.term_at(index) == self._term
+
+    def _maybe_commit(self) -> bool:
+        """Raise commit to the highest index a majority holds durably; on
+        success every follower hears of it at the next ready()."""
+        matches = [progress.match for progress in self._progress.values()]
+        matches.append(self.log.persisted)
+        matches.sort(reverse=True)
+        candidate = matches[self._quorum - 1]
+        if candidate <= self._commit or not self._is_committable(candidate):
+            return False
+        self._commit = candidate
+        pending = self._pending_sends
+        for peer in self._others:
+            pending[peer] = True
+        return True

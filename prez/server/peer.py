@@ -1,0 +1,512 @@
+"""The cluster bus: TCP connections between members carrying Raft messages.
+
+Each node keeps one persistent outbound connection to every other member and
+uses it only to send; what a member sends us arrives on the connection it
+opened to our listener. Whoever opens a connection first sends a HELLO frame
+(its name, its client address, the cluster id), so the listener knows who is
+talking and learns where that member serves clients.
+
+Peers are not trusted to be well behaved: a frame that fails to decode, or a
+message that claims to come from someone else or is meant for another node,
+is dropped and logged (rate-limited); a byte stream that cannot be framed
+closes that one connection. Nothing a peer sends raises out of here.
+
+Sending never blocks: a batch of messages (one Raft Ready) is encoded,
+grouped per destination and written with one `transport.write` per peer.
+Messages for a peer that is down, unknown or too far behind in reading
+(its write buffer above `max_buffer`) are dropped and counted; Raft resends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from prez.errors import ProtocolError
+from prez.raft.types import Message
+from prez.server.logging import log
+
+# The pure-Python twin only when asked for by name, never as a silent fallback.
+# (mypy checks against the compiled module's stub; the twin has the same API.)
+if os.environ.get("PREZ_PURE_CORE") == "1" and not TYPE_CHECKING:
+    from prez._core.wire_py import (
+        FrameReader,
+        decode_hello,
+        decode_message,
+        encode_hello,
+        encode_message,
+    )
+else:
+    from prez._core.wire import (
+        FrameReader,
+        decode_hello,
+        decode_message,
+        encode_hello,
+        encode_message,
+    )
+
+Address = tuple[str, int]
+
+BACKOFF_START = 0.05
+BACKOFF_CAP = 1.0
+# A dial that neither connects nor fails within this long is given up and retried.
+CONNECT_TIMEOUT = 2.0
+# An accepted connection that has not said HELLO by then is closed, so that
+# strangers cannot hold connections (and frame buffers) open for free.
+HELLO_TIMEOUT = 10.0
+# At most one warning line per peer (or unknown address) per this many seconds.
+WARNING_INTERVAL = 1.0
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    # Raft messages are small and latency-bound: never let Nagle hold them.
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _format_addr(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr)
+
+
+def _normalized(members: dict[str, Address]) -> dict[str, Address]:
+    # A config may hand over lists or a string port; a link is redialed only
+    # when its address really changes, so compare like with like.
+    return {name: (str(host), int(port)) for name, (host, port) in members.items()}
+
+
+class _WarningLimiter:
+    """Lets through at most one warning per key per WARNING_INTERVAL.
+
+    A misbehaving peer can send thousands of bad frames a second; the log
+    gets one line a second saying how many were suppressed since the last.
+    """
+
+    __slots__ = ("_last", "_suppressed")
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < WARNING_INTERVAL:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += f" ({suppressed} similar warnings suppressed)"
+        log.warning(message)
+
+
+class _Link:
+    """Everything about the outbound side towards one member."""
+
+    __slots__ = ("name", "addr", "transport", "task", "announced_up")
+
+    def __init__(self, name: str, addr: Address) -> None:
+        self.name = name
+        self.addr = addr
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+        # Whether the last notice logged for this member said "connected".
+        self.announced_up = False
+
+
+class _OutboundProtocol(asyncio.Protocol):
+    """Our side of the connection we opened to a member; send-only."""
+
+    __slots__ = ("link", "lost", "transport")
+
+    def __init__(self, link: _Link, lost: asyncio.Future[None]) -> None:
+        self.link = link
+        self.lost = lost
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        # Members never answer on the connection we opened: ignore anything.
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Bookkeeping happens here rather than in the dialing task so that
+        # connected() turns false and the loss is logged at the same moment.
+        link = self.link
+        if link.transport is not None and link.transport is self.transport:
+            link.transport = None
+            host, port = link.addr
+            log.debug(f"Cluster bus connection to {link.name} at {host}:{port} closed")
+            if link.announced_up:
+                link.announced_up = False
+                log.notice(f"Lost connection to peer {link.name} at {host}:{port}")
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class _InboundProtocol(asyncio.Protocol):
+    """A connection a member (or anyone) opened to our cluster port."""
+
+    __slots__ = ("bus", "transport", "reader", "peer", "addr", "host", "hello_timer")
+
+    def __init__(self, bus: PeerBus) -> None:
+        self.bus = bus
+        self.transport: asyncio.Transport | None = None
+        self.reader = FrameReader()
+        self.peer: str | None = None  # the member name, once its HELLO is accepted
+        self.addr = "?"
+        self.host = "?"  # the warning rate-limit key until the peer is known
+        self.hello_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: cast, not assert.
+        self.transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        self.addr = _format_addr(peername)
+        self.host = str(peername[0]) if isinstance(peername, tuple) else self.addr
+        self.hello_timer = asyncio.get_running_loop().call_later(
+            HELLO_TIMEOUT, self._hello_timed_out
+        )
+        _set_nodelay(transport)
+        self.bus._inbound.add(self)
+        log.debug(f"Accepted cluster bus connection from {self.addr}")
+
+    def _hello_timed_out(self) -> None:
+        self.hello_timer = None
+        self._reject(
+            f"Closing cluster bus connection from {self.addr}: "
+            f"no HELLO within {HELLO_TIMEOUT:g} s"
+        )
+
+    def _warn(self, message: str) -> None:
+        self.bus._warnings.warn(self.peer or self.host, message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.bus._inbound.discard(self)
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
+        who = self.peer or "unidentified peer"
+        # After a rejection the leftover bytes are expected, not news.
+        if self.reader.buffered and not self.bus._closing and self.transport:
+            self._warn(
+                f"Cluster bus connection from {who} at {self.addr} closed in the "
+                f"middle of a frame ({self.reader.buffered} bytes discarded)",
+            )
+        log.debug(f"Cluster bus connection from {who} at {self.addr} closed")
+
+    def _reject(self, message: str) -> None:
+        """Count, warn and hang up: the stream cannot be trusted any further."""
+        self.bus.bad_frames += 1
+        self._warn(message)
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Drop the connection now; whatever it still delivers is ignored."""
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
+        if self.transport is not None:
+            transport, self.transport = self.transport, None
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.reader.feed(data)
+        except ProtocolError as exc:
+            self._reject(
+                f"Closing cluster bus connection from {self.peer or 'unidentified peer'} "
+                f"at {self.addr}: {exc}"
+            )
+            return
+        if self.transport is None:
+            return  # rejected already; bytes still in flight are ignored
+        bus = self.bus
+        for frame in frames:
+            if self.peer is None:
+                if not self._accept_hello(frame):
+                    return
+                continue
+            try:
+                msg = decode_message(frame)
+            except ProtocolError as exc:
+                bus.bad_frames += 1
+                self._warn(f"Dropped a bad frame from peer {self.peer}: {exc}")
+                continue
+            if msg.src != self.peer or msg.dst != bus.name:
+                bus.bad_frames += 1
+                self._warn(
+                    f"Dropped a message from peer {self.peer} at {self.addr} "
+                    f"addressed {msg.src!r} -> {msg.dst!r} (this node is {bus.name!r})",
+                )
+                continue
+            bus.frames_received += 1
+            try:
+                bus.on_message(msg)
+            except Exception as exc:  # noqa: BLE001 - a peer's message must not kill the connection loop
+                self._warn(
+                    f"Handling a message from peer {self.peer} failed: {exc!r}",
+                )
+            if self.transport is None or self.transport.is_closing():
+                return  # on_message may have led to close()
+
+    def _accept_hello(self, frame: bytes) -> bool:
+        """Identify the connection from its first frame; False if it was closed."""
+        bus = self.bus
+        try:
+            hello = decode_hello(frame)
+        except ProtocolError as exc:
+            self._reject(
+                f"Closing cluster bus connection from {self.addr}: "
+                f"first frame is not a valid HELLO ({exc})"
+            )
+            return False
+        if hello.name == bus.name or hello.name not in bus._members:
+            self._reject(
+                f"Closing cluster bus connection from {self.addr}: "
+                f"HELLO from unknown member {hello.name!r}"
+            )
+            return False
+        if hello.cluster_id != bus.cluster_id:
+            self._reject(
+                f"Closing cluster bus connection from {hello.name} at {self.addr}: "
+                f"cluster id {hello.cluster_id!r} differs from ours ({bus.cluster_id!r})"
+            )
+            return False
+        self.peer = hello.name
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
+        bus._client_addrs[hello.name] = hello.client_addr
+        log.debug(
+            f"Peer {hello.name} at {self.addr} identified itself "
+            f"(clients at {hello.client_addr})"
+        )
+        return True
+
+
+class PeerBus:
+    """Connections to every other member: send Raft messages, deliver theirs."""
+
+    def __init__(
+        self,
+        name: str,
+        client_addr: str,
+        members: dict[str, Address],
+        on_message: Callable[[Message], None],
+        *,
+        cluster_id: str = "",
+        max_buffer: int = 64 * 1024 * 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.cluster_id = cluster_id
+        self.on_message = on_message
+        self.max_buffer = max_buffer
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.frames_dropped = 0
+        self.bad_frames = 0
+        self._client_addr = client_addr
+        self._members = _normalized(members)
+        self._links: dict[str, _Link] = {}
+        self._client_addrs: dict[str, str] = {}
+        self._inbound: set[_InboundProtocol] = set()
+        self._server: asyncio.Server | None = None
+        self._hello = encode_hello(name, client_addr, cluster_id)
+        self._rng = rng if rng is not None else random.Random()
+        self._warnings = _WarningLimiter()
+        self._started = False
+        self._closing = False
+
+    # ---- lifecycle ----
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on the cluster port and start dialing the other members."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _InboundProtocol(self), host, port
+        )
+        self._started = True
+        log.debug(f"Cluster bus of {self.name} listening on {host}:{port}")
+        self._sync_links()
+
+    async def close(self) -> None:
+        """Stop listening, drop every connection and stop reconnecting."""
+        self._closing = True
+        tasks = []
+        for link in self._links.values():
+            tasks.extend(self._drop_link(link))
+        self._links.clear()
+        if self._server is not None:
+            self._server.close()
+        for inbound in list(self._inbound):
+            inbound.hang_up()
+        self._inbound.clear()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def set_members(self, members: dict[str, Address]) -> None:
+        """Adopt a new membership: dial new members, drop removed ones."""
+        self._members = _normalized(members)
+        for name in list(self._client_addrs):
+            if name not in self._members:
+                del self._client_addrs[name]
+        for inbound in list(self._inbound):
+            if inbound.peer is not None and inbound.peer not in self._members:
+                log.debug(f"Closing connection from removed member {inbound.peer}")
+                inbound.hang_up()
+        if self._started and not self._closing:
+            self._sync_links()
+
+    def _sync_links(self) -> None:
+        for name, link in list(self._links.items()):
+            if self._members.get(name) != link.addr:
+                del self._links[name]
+                self._drop_link(link)
+                log.notice(
+                    f"Peer {name} is no longer a member at {link.addr[0]}:{link.addr[1]}"
+                )
+        for name, addr in self._members.items():
+            if name == self.name or name in self._links:
+                continue
+            link = _Link(name, addr)
+            self._links[name] = link
+            link.task = asyncio.get_running_loop().create_task(
+                self._keep_connected(link), name=f"prez-peer-{self.name}->{name}"
+            )
+
+    def _drop_link(self, link: _Link) -> list[asyncio.Task[None]]:
+        if link.transport is not None:
+            link.transport.abort()
+            link.transport = None
+        if link.task is None:
+            return []
+        link.task.cancel()
+        return [link.task]
+
+    # ---- outbound ----
+
+    async def _keep_connected(self, link: _Link) -> None:
+        """Dial `link` forever, backing off after each failure or loss."""
+        loop = asyncio.get_running_loop()
+        host, port = link.addr
+        delay = BACKOFF_START
+        while True:
+            lost: asyncio.Future[None] = loop.create_future()
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    transport, _ = await loop.create_connection(
+                        partial(_OutboundProtocol, link, lost), host, port
+                    )
+            except (OSError, TimeoutError) as exc:
+                log.debug(
+                    f"Connecting to peer {link.name} at {host}:{port} failed: {exc!r}"
+                )
+            else:
+                connected_at = loop.time()
+                await self._use_connection(link, transport, lost)
+                # A connection that stayed up a while earns a fresh, short backoff;
+                # one the peer drops at once (it refuses our HELLO) keeps backing off.
+                if loop.time() - connected_at >= BACKOFF_CAP:
+                    delay = BACKOFF_START
+            await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    async def _use_connection(
+        self, link: _Link, transport: asyncio.Transport, lost: asyncio.Future[None]
+    ) -> None:
+        """Say HELLO and make the connection `link`'s until it is lost."""
+        host, port = link.addr
+        if lost.done():
+            # It closed before the dialing task got to run: nothing to announce.
+            transport.abort()
+            log.debug(
+                f"Cluster bus connection to {link.name} at {host}:{port} "
+                "closed as soon as it opened"
+            )
+            return
+        try:
+            _set_nodelay(transport)
+            transport.write(self._hello)
+            link.transport = transport
+            if not link.announced_up:
+                link.announced_up = True
+                log.notice(f"Connected to peer {link.name} at {host}:{port}")
+            log.debug(f"Cluster bus connection to {link.name} at {host}:{port} up")
+            await lost
+        finally:
+            if link.transport is transport:
+                link.transport = None  # cancelled: close() or a removal
+            transport.abort()
+
+    def send(self, messages: list[Message]) -> None:
+        """Write a Ready's messages, one write per destination; never blocks.
+
+        Messages for an unknown, disconnected or backed-up peer are dropped
+        and counted in frames_dropped.
+        """
+        by_dst: dict[str, list[Message]] = {}
+        for msg in messages:
+            group = by_dst.get(msg.dst)
+            if group is None:
+                by_dst[msg.dst] = [msg]
+            else:
+                group.append(msg)
+        links = self._links
+        for dst, group in by_dst.items():
+            link = links.get(dst)
+            transport = link.transport if link is not None else None
+            if transport is None or transport.is_closing():
+                self.frames_dropped += len(group)
+                continue
+            backlog = transport.get_write_buffer_size()
+            if backlog > self.max_buffer:
+                # A follower that does not read must not grow our memory
+                # without bound: drop until its backlog drains.
+                self.frames_dropped += len(group)
+                self._warnings.warn(
+                    dst,
+                    f"Peer {dst} is not keeping up: dropping messages while "
+                    f"{backlog} bytes wait to be sent",
+                )
+                continue
+            if len(group) == 1:
+                transport.write(encode_message(group[0]))
+            else:
+                transport.write(b"".join([encode_message(m) for m in group]))
+            self.frames_sent += len(group)
+
+    # ---- queries ----
+
+    def client_addr(self, name: str) -> str | None:
+        """The "host:port" where member `name` serves clients, once known."""
+        if name == self.name:
+            return self._client_addr
+        return self._client_addrs.get(name)
+
+    def connected(self, name: str) -> bool:
+        """Whether our outbound connection to `name` is up."""
+        link = self._links.get(name)
+        return (
+            link is not None
+            and link.transport is not None
+            and not link.transport.is_closing()
+        )

@@ -1,0 +1,446 @@
+"""The Raft driver: runs a `RaftNode` against real disks, sockets and time.
+
+Writes become log entries (`propose`), are replicated and made durable by
+the Ready loop, and are answered when applied. The loop follows the core's
+driver contract (prez/raft/core.py) strictly:
+
+    send(rd.messages); write entries + stage hard state; fsync (in a worker
+    thread, so the event loop keeps taking requests meanwhile: everything
+    proposed during one fsync forms the next batch, which is the group
+    commit); send(rd.persisted_messages); apply(rd.committed_entries);
+    node.advance(rd)
+
+A write on a follower is forwarded to the leader (default), or answered with
+a redirect (`follower-writes ask|moved`). When this node stops being leader
+every write still waiting is answered at once with an outcome-unknown error.
+Reads are served from this node's applied state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, StorageError
+from prez.raft.core import NotLeader, RaftConfig, RaftNode, RaftSafetyError, Ready, Role
+from prez.raft.types import Entry, EntryKind, Message, MessageType
+from prez.server.forward import Forwarder
+from prez.server.logging import DEBUG, log
+from prez.server.peer import PeerBus
+from prez.storage.wal import WAL
+
+if TYPE_CHECKING:
+    from prez.kv import KVStore
+    from prez.server.app import Server
+    from prez.server.client import ClientConnection
+    from prez.server.dispatch import CommandEntry
+
+Future = asyncio.Future
+_HEADER = struct.Struct("<qH")  # the leader's time (ms), database index
+_LEN = struct.Struct("<I")
+
+
+def encode_command(now: int, db: int, args: list[bytes]) -> bytes:
+    """A client write as a log entry: time, db, then length-prefixed args."""
+    parts = [_HEADER.pack(now, db)]
+    pack = _LEN.pack
+    for arg in args:
+        parts.append(pack(len(arg)))
+        parts.append(arg)
+    return b"".join(parts)
+
+
+def decode_command(data: bytes) -> tuple[int, int, list[bytes]]:
+    now, db = _HEADER.unpack_from(data, 0)
+    args = []
+    pos = _HEADER.size
+    end = len(data)
+    unpack = _LEN.unpack_from
+    while pos < end:
+        (size,) = unpack(data, pos)
+        pos += 4
+        args.append(data[pos : pos + size])
+        pos += size
+    return now, db, args
+
+
+class RaftDriver:
+    """Owns the Raft node, its WAL, the cluster bus and the pending writes."""
+
+    def __init__(self, server: Server, members: dict[str, tuple[str, int]]) -> None:
+        config = server.config
+        self.server = server
+        self.store: KVStore = server.store
+        self.config = config
+        self.name: str = config["name"]
+        if self.name not in members:
+            raise StorageError(
+                f"this node's name '{self.name}' is not listed in {config['cluster-config-file']}"
+            )
+        self.members = members
+        timeout_ms = config["cluster-node-timeout"]
+        heartbeat_ms = config["cluster-heartbeat-interval"] or max(1, timeout_ms // 10)
+        self.tick_seconds = heartbeat_ms / 1000
+        self.raft_config = RaftConfig(
+            name=self.name,
+            peers=list(members),
+            election_ticks=max(2, round(timeout_ms / heartbeat_ms)),
+            heartbeat_ticks=1,
+        )
+        self.wal = WAL(config["dir"], fsync=config["raft-log-fsync"])
+        self.node: RaftNode | None = None
+        host = config["bind"][0]
+        self.client_addr = f"{host}:{config['port']}"
+        self.bus = PeerBus(self.name, self.client_addr, members, self._on_message)
+        self.forwarder = Forwarder(password=config["requirepass"])
+        self.pending: dict[int, tuple[int, Future[Any]]] = {}  # index -> (term, future)
+        self.applied = 0
+        self._wakeup: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="prez-fsync")
+        self._closing = False
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self.term = 0
+        # Statistics for INFO.
+        self.fsyncs = 0
+        self.fsync_seconds = 0.0
+        self.fsync_max = 0.0
+        self.leader_changes = 0
+        self.proposals = 0
+
+    # -- life cycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        hard_state, entries = self.wal.open()
+        for warning in self.wal.recovery_warnings:
+            log.warning(warning)
+        self.node = RaftNode(
+            self.raft_config, random.Random(), hard_state, entries, applied=0
+        )
+        self.term = hard_state.term
+        log.notice(
+            f"Raft log recovered: term {hard_state.term}, {len(entries)} entries "
+            f"(last index {entries[-1].index if entries else 0}), members: "
+            + ", ".join(f"{n} {h}:{p}" for n, (h, p) in self.members.items())
+        )
+        host, port = self.members[self.name]
+        await self.bus.start(self.config["bind"][0], self.config["cluster-port"])
+        self._wakeup = asyncio.Event()
+        self._tasks.append(loop.create_task(self._ready_loop()))
+        self._tasks.append(loop.create_task(self._ticker()))
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._fail_pending(CommandError(OUTCOME_UNKNOWN))
+        await self.forwarder.close()
+        await self.bus.close()
+        try:
+            self.wal.close()
+        except OSError as e:
+            log.warning(f"Closing the Raft log failed: {e}")
+        self._executor.shutdown(wait=True)
+
+    # -- the client side: proposals and reads ----------------------------------
+
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    def propose(
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
+    ) -> Any:
+        node = self.node
+        assert node is not None
+        if self.role is Role.LEADER:
+            try:
+                index = node.propose(encode_command(now, client.db, args))
+            except NotLeader:
+                pass
+            else:
+                future: Future[Any] = Future()
+                self.pending[index] = (node.term, future)
+                self.proposals += 1
+                self._kick()
+                return future
+        return self._not_leader(client, args)
+
+    def propose_internal(self, db: int, args: list[bytes], now: int) -> None:
+        """A write of the server's own (active expiry); nobody waits for it."""
+        node = self.node
+        if node is not None and self.role is Role.LEADER:
+            try:
+                node.propose(encode_command(now, db, args))
+            except NotLeader:
+                return
+            self._kick()
+
+    def _not_leader(self, client: ClientConnection, args: list[bytes]) -> Any:
+        leader = self.leader
+        addr = (
+            self.bus.client_addr(leader)
+            if leader is not None and leader != self.name
+            else None
+        )
+        if addr is None:
+            raise CommandError(NO_LEADER)
+        mode = self.config["follower-writes"]
+        if mode == "moved":
+            raise CommandError(f"MOVED 0 {addr}")
+        if mode == "ask":
+            raise CommandError(f"ASK {leader} {addr}")
+        self.server.stats.forwarded += 1
+        return self.forwarder.forward(addr, client.db, client.resp == 3, args)
+
+    def read(
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
+    ) -> Any:
+        return entry.handler(self.store.dbs[client.db], args, now)
+
+    # -- the Ready loop --------------------------------------------------------
+
+    def _kick(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.is_set():
+            wakeup.set()
+
+    def _on_message(self, msg: Message) -> None:
+        node = self.node
+        if node is None or self._closing:
+            return
+        if log.level <= DEBUG and msg.type in (
+            MessageType.APPEND,
+            MessageType.HEARTBEAT,
+        ):
+            last = (
+                msg.index + len(msg.entries)
+                if msg.type == MessageType.APPEND
+                else node.last_index
+            )
+            log.debug(
+                f"--- Received AppendEntries term {msg.term}, name: {msg.src}, "
+                f"logindex {last}, leadercommit {msg.commit}"
+            )
+        try:
+            node.step(msg)
+        except RaftSafetyError as e:
+            self._fatal(f"Raft safety violation: {e}")
+            return
+        self._kick()
+
+    async def _ticker(self) -> None:
+        node = self.node
+        assert node is not None
+        interval = self.tick_seconds
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            next_tick += interval
+            if next_tick < loop.time():  # the loop stalled: do not tick in a burst
+                next_tick = loop.time() + interval
+            node.tick()
+            self._kick()
+
+    async def _ready_loop(self) -> None:
+        node = self.node
+        wakeup = self._wakeup
+        assert node is not None and wakeup is not None
+        loop = asyncio.get_running_loop()
+        wal = self.wal
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            while node.has_ready():
+                rd = node.ready()
+                if rd.messages:
+                    self._send(rd.messages)
+                if rd.entries or rd.hard_state is not None:
+                    try:
+                        if rd.entries:
+                            wal.append(rd.entries)
+                        if rd.hard_state is not None:
+                            wal.set_hard_state(rd.hard_state)
+                        started = time.perf_counter()
+                        if wal.fsync:
+                            await loop.run_in_executor(self._executor, wal.sync)
+                        else:
+                            wal.sync()
+                        self._count_fsync(time.perf_counter() - started)
+                    except OSError as e:
+                        # A failed fsync cannot be retried safely (the page cache
+                        # may have dropped the data): stop rather than lie.
+                        self._fatal(f"Writing the Raft log failed: {e}")
+                        return
+                if rd.persisted_messages:
+                    self._send(rd.persisted_messages)
+                if rd.committed_entries:
+                    self._apply(rd.committed_entries)
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd)
+                node.advance(rd)
+
+    def _send(self, messages: list[Message]) -> None:
+        if log.level <= DEBUG:
+            for msg in messages:
+                if (
+                    msg.type in (MessageType.HEARTBEAT, MessageType.APPEND)
+                    and not msg.entries
+                ):
+                    host, port = self.members.get(msg.dst, ("?", 0))
+                    log.debug(
+                        f"Sending heartbeat to port {port} ({msg.dst}), term {msg.term}"
+                    )
+        self.bus.send(messages)
+
+    def _count_fsync(self, seconds: float) -> None:
+        self.fsyncs += 1
+        self.fsync_seconds += seconds
+        if seconds > self.fsync_max:
+            self.fsync_max = seconds
+
+    def _apply(self, entries: list[Entry]) -> None:
+        store_dbs = self.store.dbs
+        commands = self.server.commands
+        pending = self.pending
+        for entry in entries:
+            waiting = pending.pop(entry.index, None) if pending else None
+            if entry.kind == EntryKind.NORMAL:
+                now, db, args = decode_command(entry.data)
+                spec = commands.get(args[0].decode("ascii", "replace").lower())
+                try:
+                    if spec is None or spec.kind != 1:
+                        raise CommandError(
+                            f"ERR log entry {entry.index} holds no write command"
+                        )
+                    result = spec.handler(store_dbs[db], args, now)
+                except CommandError as e:
+                    result = e
+            else:
+                result = None
+            self.applied = entry.index
+            if waiting is not None:
+                term, future = waiting
+                if future.done():
+                    continue
+                if term == entry.term:
+                    future.set_result(result)
+                else:
+                    future.set_exception(CommandError(OUTCOME_UNKNOWN))
+
+    def _on_soft_state(self, rd: Ready) -> None:
+        soft = rd.soft_state
+        assert soft is not None
+        was_leader = self.role is Role.LEADER
+        if soft.leader != self.leader:
+            self.leader_changes += 1
+            self.forwarder.leader_changed()
+        self.role, self.leader, self.term = soft.role, soft.leader, soft.term
+        if was_leader and soft.role is not Role.LEADER:
+            self._fail_pending(CommandError(OUTCOME_UNKNOWN))
+        if soft.role is Role.LEADER:
+            log.notice(f"Became leader for term {soft.term}")
+        elif soft.role is Role.FOLLOWER and soft.leader is not None:
+            log.notice(f"Following {soft.leader} in term {soft.term}")
+        elif soft.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            log.verbose(f"Starting an election ({soft.role.value}) in term {soft.term}")
+        else:
+            log.notice(f"No leader known in term {soft.term}")
+
+    def _fail_pending(self, error: CommandError) -> None:
+        pending, self.pending = self.pending, {}
+        for _, future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    def _fatal(self, message: str) -> None:
+        log.warning(message)
+        self.server.request_stop(message, exit_code=1)
+
+    # -- introspection for ROLE and INFO ---------------------------------------
+
+    def member_client_addr(self, name: str) -> str | None:
+        if name == self.name:
+            return self.client_addr
+        addr: str | None = self.bus.client_addr(name)
+        return addr
+
+    def info_fields(self) -> dict[str, Any]:
+        node = self.node
+        assert node is not None
+        fields: dict[str, Any] = {
+            "raft_role": self.role.value,
+            "raft_node_name": self.name,
+            "raft_leader": self.leader or "",
+            "raft_leader_addr": (self.member_client_addr(self.leader) or "")
+            if self.leader
+            else "",
+            "raft_term": node.term,
+            "raft_commit_index": node.commit_index,
+            "raft_applied_index": self.applied,
+            "raft_last_log_index": node.last_index,
+            "raft_members": len(self.members),
+            "raft_fsync": "yes" if self.wal.fsync else "no",
+            "raft_fsyncs": self.fsyncs,
+            "raft_fsync_avg_ms": f"{1000 * self.fsync_seconds / self.fsyncs:.3f}"
+            if self.fsyncs
+            else "0",
+            "raft_fsync_max_ms": f"{1000 * self.fsync_max:.3f}",
+            "raft_leader_changes": self.leader_changes,
+            "raft_proposals": self.proposals,
+            "raft_forwarded": self.server.stats.forwarded,
+        }
+        for name in self.members:
+            if name == self.name:
+                continue
+            progress = node.progress_of(name) if self.role is Role.LEADER else None
+            match = progress.match if progress is not None else -1
+            fields[f"member_{name}"] = (
+                f"addr={self.member_client_addr(name) or '?'},"
+                f"connected={int(self.bus.connected(name))},match_index={match}"
+            )
+        return fields
+
+    def role_reply(self) -> list[Any]:
+        node = self.node
+        assert node is not None
+        if self.role is Role.LEADER:
+            replicas = []
+            for name in self.members:
+                if name == self.name:
+                    continue
+                addr = self.member_client_addr(name)
+                if addr is None:
+                    continue
+                host, _, port = addr.rpartition(":")
+                progress = node.progress_of(name)
+                match = progress.match if progress is not None else 0
+                replicas.append([host.encode(), port.encode(), str(match).encode()])
+            return [b"master", node.commit_index, replicas]
+        addr = self.member_client_addr(self.leader) if self.leader else None
+        if addr is None:
+            return [b"slave", b"", -1, b"connect", self.applied]
+        host, _, port = addr.rpartition(":")
+        return [b"slave", host.encode(), int(port), b"connected", self.applied]
+
+
+def load_members(path: str) -> dict[str, tuple[str, int]]:
+    from prez.config import read_nodes_file
+
+    return {name: (host, port) for name, host, port in read_nodes_file(path)}
+
+
+def cluster_config_exists(path: str) -> bool:
+    return os.path.exists(path)

@@ -1,0 +1,127 @@
+"""A cluster of real prez-server processes on 127.0.0.1, for tests.
+
+Each node has its own directory with prez.conf and nodes.conf, free client
+and cluster ports, and short timeouts (cluster-node-timeout 500 by default)
+so that elections take a fraction of a second. Helpers wait on conditions
+with deadlines; `stop()` always ends every process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from prez.testing.procs import HOST, ServerProcess, free_port, wait_until
+
+
+class Cluster:
+    def __init__(
+        self,
+        base: Path,
+        size: int = 3,
+        node_timeout: int = 500,
+        config: dict[str, str] | None = None,
+    ) -> None:
+        self.base = Path(base)
+        self.node_timeout = node_timeout
+        self.nodes: list[ServerProcess] = []
+        ports = [(free_port(), free_port()) for _ in range(size)]
+        members = [(f"node-{port}", bus) for port, bus in ports]
+        nodes_conf = "".join(f"{name} {HOST}:{bus}\n" for name, bus in members)
+        for (port, bus), (name, _) in zip(ports, members, strict=True):
+            node = ServerProcess(
+                self.base / name,
+                port=port,
+                config={
+                    "name": name,
+                    "cluster-port": str(bus),
+                    "cluster-config-file": "nodes.conf",
+                    "cluster-node-timeout": str(node_timeout),
+                    "loglevel": "verbose",
+                    **(config or {}),
+                },
+            )
+            (node.dir / "nodes.conf").write_text(nodes_conf)
+            self.nodes.append(node)
+
+    def start(self, timeout: float = 30.0) -> Cluster:
+        for node in self.nodes:
+            node.start(wait=False)
+        for node in self.nodes:
+            node.wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, node: ServerProcess, **kwargs: Any) -> redis.Redis:
+        kwargs.setdefault("socket_timeout", 10)
+        return redis.Redis(host=HOST, port=node.port, **kwargs)
+
+    def raft_info(self, node: ServerProcess) -> dict[str, Any]:
+        with self.client(node, socket_timeout=2) as c:
+            return dict(c.info("raft"))
+
+    def leader(
+        self, timeout: float = 10.0, among: list[ServerProcess] | None = None
+    ) -> ServerProcess:
+        """The node that says it leads, once the live ones agree on it."""
+        candidates = among if among is not None else self.nodes
+
+        def find() -> ServerProcess | None:
+            live = [n for n in candidates if n.alive()]
+            infos = {}
+            for n in live:
+                try:
+                    infos[n.port] = self.raft_info(n)
+                except redis.RedisError:
+                    continue
+            leaders = [
+                n for n in live if infos.get(n.port, {}).get("raft_role") == "leader"
+            ]
+            if len(leaders) != 1:
+                return None
+            name = infos[leaders[0].port]["raft_node_name"]
+            agreeing = [
+                n for n in live if infos.get(n.port, {}).get("raft_leader") == name
+            ]
+            # A majority of the whole cluster must follow it.
+            return leaders[0] if len(agreeing) * 2 > len(self.nodes) else None
+
+        result: ServerProcess = wait_until(
+            find, timeout, interval=0.05, what="a leader"
+        )
+        return result
+
+    def followers(self, leader: ServerProcess) -> list[ServerProcess]:
+        return [n for n in self.nodes if n is not leader]
+
+    def name(self, node: ServerProcess) -> str:
+        return node.config["name"]
+
+    def wait_applied(
+        self,
+        index: int,
+        nodes: list[ServerProcess] | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        for node in nodes or [n for n in self.nodes if n.alive()]:
+
+            def caught_up(node: ServerProcess = node) -> bool:
+                return int(self.raft_info(node)["raft_applied_index"]) >= index
+
+            wait_until(caught_up, timeout, what=f"{self.name(node)} applied {index}")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"===== {self.name(n)} =====\n{n.log()[-20000:]}" for n in self.nodes
+        )
