@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-quick bench lint build clean ci system-deps
+.PHONY: run stop status test test-quick bench lint build clean ci system-deps
 
 system-deps:
 	@missing=""; \
@@ -34,11 +34,16 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
-# One node on port 9000 from the repository's prez.conf, in the foreground
-# (Ctrl-C stops it). Its data lives in ./data-9000.
+# A local 3-node cluster in ./cluster (client ports 9000-9002, cluster
+# ports 10000-10002), started in the background; `make stop` stops it.
 run: build
-	mkdir -p data-9000
-	$(VENV)/bin/prez-server prez.conf --dir data-9000
+	$(VENV)/bin/prez-cluster start 3
+
+stop:
+	$(VENV)/bin/prez-cluster stop
+
+status:
+	$(VENV)/bin/prez-cluster status
 
 # The whole suite: unit, simulation and integration tests with real servers,
 # then each benchmark once as a smoke test (no timing gate).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
 from prez.server.commands import NO_REPLY
-from prez.server.dispatch import READ, WRITE
+from prez.server.dispatch import READ, WRITE, Deferred
 from prez.server.logging import log
 
 # The pure-Python twin only when asked for by name (tests of the twin, or a
@@ -173,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
             except CommandError as e:
                 entry.failed += 1
                 reply = e
-            if queue or type(reply) is Future:
+            if queue or type(reply) is Deferred or type(reply) is Future:
                 self.enqueue(reply)
             else:
                 out.append(reply)
@@ -201,10 +201,20 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _future_done(self, _: Future[Any]) -> None:
+        self.drain()
+
+    def drain(self) -> None:
+        """Write every reply at the head of the queue that is known now."""
         queue = self.queue
         out = self.out
         while queue:
             head = queue[0]
+            if type(head) is Deferred:
+                if not head.done:
+                    break
+                out.append(head.value)
+                queue.popleft()
+                continue
             if head is _CLOSE:
                 queue.clear()
                 self.flush()

@@ -582,3 +582,6 @@ def process_stats() -> dict[str, Any]:
         "python_version": sys.version.split()[0],
         "prez_version": prez.__version__,
     }
+
+
+from prez.server import clustercmds  # noqa: E402,F401  (registers CLUSTER, ASKING, READONLY, READWRITE)

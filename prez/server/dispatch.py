@@ -16,6 +16,22 @@ from prez.kv.command import CommandSpec
 READ, WRITE, SERVER = 0, 1, 2
 
 
+class Deferred:
+    """A reply that is not known yet: a write waiting to be committed.
+
+    Lighter than an asyncio.Future: the driver resolves a whole applied batch
+    by setting `value` and then drains each waiting connection once, instead
+    of scheduling one callback and one socket write per reply.
+    """
+
+    __slots__ = ("value", "done", "client")
+
+    def __init__(self, client: Any) -> None:
+        self.value: Any = None
+        self.done = False
+        self.client = client
+
+
 class CommandEntry:
     __slots__ = ("spec", "kind", "handler", "calls", "failed", "usec", "timed", "name")
 

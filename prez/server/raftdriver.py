@@ -22,14 +22,21 @@ import asyncio
 import contextlib
 import os
 import random
-import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, StorageError
+from prez._core.entry import decode_command, encode_command
+from prez.errors import (
+    NO_LEADER,
+    OUTCOME_UNKNOWN,
+    CommandError,
+    ProtocolError,
+    StorageError,
+)
 from prez.raft.core import NotLeader, RaftConfig, RaftNode, RaftSafetyError, Ready, Role
 from prez.raft.types import Entry, EntryKind, Message, MessageType
+from prez.server.dispatch import Deferred
 from prez.server.forward import Forwarder
 from prez.server.logging import DEBUG, log
 from prez.server.peer import PeerBus
@@ -42,32 +49,6 @@ if TYPE_CHECKING:
     from prez.server.dispatch import CommandEntry
 
 Future = asyncio.Future
-_HEADER = struct.Struct("<qH")  # the leader's time (ms), database index
-_LEN = struct.Struct("<I")
-
-
-def encode_command(now: int, db: int, args: list[bytes]) -> bytes:
-    """A client write as a log entry: time, db, then length-prefixed args."""
-    parts = [_HEADER.pack(now, db)]
-    pack = _LEN.pack
-    for arg in args:
-        parts.append(pack(len(arg)))
-        parts.append(arg)
-    return b"".join(parts)
-
-
-def decode_command(data: bytes) -> tuple[int, int, list[bytes]]:
-    now, db = _HEADER.unpack_from(data, 0)
-    args = []
-    pos = _HEADER.size
-    end = len(data)
-    unpack = _LEN.unpack_from
-    while pos < end:
-        (size,) = unpack(data, pos)
-        pos += 4
-        args.append(data[pos : pos + size])
-        pos += size
-    return now, db, args
 
 
 class RaftDriver:
@@ -99,7 +80,7 @@ class RaftDriver:
         self.client_addr = f"{host}:{config['port']}"
         self.bus = PeerBus(self.name, self.client_addr, members, self._on_message)
         self.forwarder = Forwarder(password=config["requirepass"])
-        self.pending: dict[int, tuple[int, Future[Any]]] = {}  # index -> (term, future)
+        self.pending: dict[int, tuple[int, Deferred]] = {}  # index -> (term, reply)
         self.applied = 0
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -170,11 +151,11 @@ class RaftDriver:
             except NotLeader:
                 pass
             else:
-                future: Future[Any] = Future()
-                self.pending[index] = (node.term, future)
+                reply = Deferred(client)
+                self.pending[index] = (node.term, reply)
                 self.proposals += 1
                 self._kick()
-                return future
+                return reply
         return self._not_leader(client, args)
 
     def propose_internal(self, db: int, args: list[bytes], now: int) -> None:
@@ -255,6 +236,17 @@ class RaftDriver:
             self._kick()
 
     async def _ready_loop(self) -> None:
+        try:
+            await self._ready_loop_body()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a dead loop must stop the node, not hang it
+            import traceback
+
+            log.warning("".join(traceback.format_exception(e)))
+            self._fatal(f"Internal error in the Raft loop: {e!r}")
+
+    async def _ready_loop_body(self) -> None:
         node = self.node
         wakeup = self._wakeup
         assert node is not None and wakeup is not None
@@ -315,30 +307,38 @@ class RaftDriver:
         store_dbs = self.store.dbs
         commands = self.server.commands
         pending = self.pending
+        waiting_clients = set()
         for entry in entries:
-            waiting = pending.pop(entry.index, None) if pending else None
             if entry.kind == EntryKind.NORMAL:
-                now, db, args = decode_command(entry.data)
-                spec = commands.get(args[0].decode("ascii", "replace").lower())
                 try:
-                    if spec is None or spec.kind != 1:
+                    now, db, args = decode_command(entry.data)
+                    spec = commands.get(args[0].decode("ascii", "replace").lower())
+                    if spec is None or spec.kind != 1 or not 0 <= db < len(store_dbs):
                         raise CommandError(
                             f"ERR log entry {entry.index} holds no write command"
                         )
                     result = spec.handler(store_dbs[db], args, now)
                 except CommandError as e:
                     result = e
+                except ProtocolError as e:
+                    # Every replica holds the same bytes, so every replica
+                    # skips this entry the same way.
+                    log.warning(f"Log entry {entry.index} is malformed ({e}); skipped")
+                    result = CommandError(f"ERR log entry {entry.index} is malformed")
             else:
                 result = None
             self.applied = entry.index
-            if waiting is not None:
-                term, future = waiting
-                if future.done():
-                    continue
-                if term == entry.term:
-                    future.set_result(result)
-                else:
-                    future.set_exception(CommandError(OUTCOME_UNKNOWN))
+            if pending:
+                waiting = pending.pop(entry.index, None)
+                if waiting is not None:
+                    term, reply = waiting
+                    reply.value = (
+                        result if term == entry.term else CommandError(OUTCOME_UNKNOWN)
+                    )
+                    reply.done = True
+                    waiting_clients.add(reply.client)
+        for client in waiting_clients:
+            client.drain()
 
     def _on_soft_state(self, rd: Ready) -> None:
         soft = rd.soft_state
@@ -361,9 +361,13 @@ class RaftDriver:
 
     def _fail_pending(self, error: CommandError) -> None:
         pending, self.pending = self.pending, {}
-        for _, future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+        waiting_clients = set()
+        for _, reply in pending.values():
+            reply.value = error
+            reply.done = True
+            waiting_clients.add(reply.client)
+        for client in waiting_clients:
+            client.drain()
 
     def _fatal(self, message: str) -> None:
         log.warning(message)

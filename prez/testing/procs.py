@@ -168,3 +168,25 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port_block(count: int, low: int = 20000, high: int = 60000) -> int:
+    """The first of `count` consecutive ports that are free now."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind((HOST, port))
+                sockets.append(s)
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError(f"no block of {count} free ports found")
