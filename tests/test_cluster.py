@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -360,3 +361,60 @@ def test_one_line_nodes_conf_is_a_one_node_cluster(tmp_path: Path) -> None:
         assert c.execute_command("ROLE")[0] == b"master"
         c.close()
     assert os.path.exists(cluster.nodes[0].dir / "raft")
+
+
+def test_prez_cluster_tool_start_status_stop(tmp_path: Path) -> None:
+    from prez.testing.procs import child_env, free_port_block
+
+    root = tmp_path / "cluster"
+    base, bus = free_port_block(3), free_port_block(3)
+
+    def tool(*args: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from prez.cli import cluster_main; cluster_main()",
+                "--dir",
+                str(root),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+            check=True,
+        ).stdout
+
+    out = tool(
+        "start",
+        "3",
+        "--port",
+        str(base),
+        "--cluster-port",
+        str(bus),
+        "--node-timeout",
+        "500",
+    )
+    try:
+        assert "leader" in out
+        for i in range(3):
+            conf = (root / str(base + i) / "prez.conf").read_text()
+            assert (
+                f"name node-{base + i}\nport {base + i}\ncluster-port {bus + i}\n"
+                in conf
+            )
+            assert (root / str(base + i) / "nodes.conf").read_text().count("\n") == 3
+        assert cli(base + 1, "set", "key", "value") == "OK"
+        assert cli(base, "get", "key") == '"value"' or wait_until(
+            lambda: cli(base, "get", "key") == '"value"', 10
+        )
+        status = tool("status")
+        lines = status.strip().splitlines()
+        assert len(lines) == 4 and sum("leader" in line for line in lines[1:]) == 1, (
+            status
+        )
+    finally:
+        out = tool("stop")
+    assert out.count("stopped") == 3
+    assert "down" in tool("status")
