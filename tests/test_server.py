@@ -443,3 +443,47 @@ def test_redis_benchmark_default_tests(prez_server: ServerProcess) -> None:
         if "rror" in line and "XADD" not in line.upper()
     ]
     assert not errors, output
+
+
+def fill(client: redis.Redis, order: list[int]) -> None:
+    for i in order:
+        client.set(f"s{i}", i)
+        client.hset("h", f"f{i}", i)
+        client.sadd("set", f"m{i}")
+        client.zadd("z", {f"m{i}": i})
+    client.rpush("l", *range(10))
+    client.expireat("s1", 4_000_000_000)
+
+
+def test_debug_digest_is_order_and_hashseed_independent(tmp_path: Path) -> None:
+    a = ServerProcess(tmp_path / "a", env={"PYTHONHASHSEED": "1"}).start()
+    b = ServerProcess(tmp_path / "b", env={"PYTHONHASHSEED": "2"}).start()
+    try:
+        ca, cb = (
+            redis.Redis(host=HOST, port=a.port),
+            redis.Redis(host=HOST, port=b.port),
+        )
+        empty = ca.execute_command("DEBUG", "DIGEST")
+        assert empty == b"0" * 40
+        fill(ca, list(range(50)))
+        fill(cb, list(reversed(range(50))))
+        assert ca.execute_command("DEBUG", "DIGEST") == cb.execute_command(
+            "DEBUG", "DIGEST"
+        )
+        assert ca.execute_command("DEBUG", "DIGEST") != empty
+        cb.set("s7", "changed")
+        assert ca.execute_command("DEBUG", "DIGEST") != cb.execute_command(
+            "DEBUG", "DIGEST"
+        )
+        cb.set("s7", 7)
+        cb.persist("s1")  # the expiry is part of the data
+        assert ca.execute_command("DEBUG", "DIGEST") != cb.execute_command(
+            "DEBUG", "DIGEST"
+        )
+        one = ca.execute_command("DEBUG", "DIGEST-VALUE", "h", "missing")
+        assert len(one[0]) == 40 and one[1] == b"0" * 40
+        ca.close()
+        cb.close()
+    finally:
+        a.stop()
+        b.stop()

@@ -134,6 +134,11 @@ class ClientConnection(asyncio.Protocol):
         server = self.server
         lookup = server.lookup
         driver = server.driver
+        # Drivers that serve reads (or writes) from local state at once are
+        # called around: one Python call less per command on the hot path.
+        reads_local = driver.reads_local
+        writes_local = driver.writes_local
+        dbs = server.store.dbs
         out = self.out
         queue = self.queue
         now = time.time_ns() // 1_000_000
@@ -163,9 +168,15 @@ class ClientConnection(asyncio.Protocol):
                     raise CommandError(NOAUTH)
                 kind = entry.kind
                 if kind == READ:
-                    reply = driver.read(entry, self, args, now)
+                    if reads_local:
+                        reply = entry.handler(dbs[self.db], args, now)
+                    else:
+                        reply = driver.read(entry, self, args, now)
                 elif kind == WRITE:
-                    reply = driver.propose(entry, self, args, now)
+                    if writes_local:
+                        reply = entry.handler(dbs[self.db], args, now)
+                    else:
+                        reply = driver.propose(entry, self, args, now)
                 else:
                     reply = entry.handler(self, args)
                     if reply is NO_REPLY:
@@ -185,7 +196,7 @@ class ClientConnection(asyncio.Protocol):
             self.last_command = entry.name
             entry.timed += 1
             entry.usec += (time.perf_counter() - started) * 1e6
-        self.last_active = time.time()
+        self.last_active = now / 1000
         self.flush()
 
     def enqueue(self, reply: Any) -> None:

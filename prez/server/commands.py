@@ -25,6 +25,7 @@ from prez.errors import (
     wrong_arity,
 )
 from prez.kv.command import CommandSpec, declare
+from prez.kv.digest import digest, key_digest
 
 if TYPE_CHECKING:
     from prez.server.client import ClientConnection
@@ -361,6 +362,48 @@ def shutdown(conn: ClientConnection, args: list[bytes]) -> Any:
             raise CommandError(SYNTAX)
     conn.server.request_stop("SHUTDOWN command")
     return NO_REPLY
+
+
+@server_command(
+    "debug",
+    -2,
+    "admin noscript loading stale",
+    group="server",
+    summary="A container for debugging commands.",
+)
+def debug(conn: ClientConnection, args: list[bytes]) -> Any:
+    sub = args[1].lower()
+    store = conn.server.store
+    if sub == b"digest" and len(args) == 2:
+        return digest(store).encode()
+    if sub == b"digest-value" and len(args) >= 2:
+        db = store.dbs[conn.db]
+        result = []
+        for key in args[2:]:
+            value = db.get(key, time.time_ns() // 1_000_000)
+            result.append(
+                key_digest(db, key, value).hex().encode()
+                if value is not None
+                else b"0" * 40
+            )
+        return result
+    if sub == b"sleep" and len(args) == 3:
+        try:
+            seconds = float(args[2])
+        except ValueError:
+            raise CommandError(NOT_INTEGER)
+        time.sleep(
+            min(max(seconds, 0.0), 60.0)
+        )  # blocks the node on purpose, as in Redis
+        return "OK"
+    if sub == b"help":
+        return [
+            b"DEBUG <subcommand> [<arg> ...]. Subcommands are:",
+            b"DIGEST",
+            b"DIGEST-VALUE <key> [<key> ...]",
+            b"SLEEP <seconds>",
+        ]
+    raise unknown_subcommand(args[1], "debug")
 
 
 @server_command(

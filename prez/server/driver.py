@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 
 class Driver(Protocol):
+    reads_local: bool  # read() is a plain handler call on local state
+    writes_local: bool  # propose() is a plain handler call on local state
+
     def propose(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
     ) -> Any: ...
@@ -34,6 +37,10 @@ class Driver(Protocol):
 
 class LocalDriver:
     """A single node with no log: a write is applied as soon as it arrives."""
+
+    # The client protocol calls handlers directly when these are set.
+    reads_local = True
+    writes_local = True
 
     def __init__(self, store: KVStore, commands: dict[str, CommandEntry]) -> None:
         self.store = store

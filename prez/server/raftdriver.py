@@ -54,6 +54,11 @@ Future = asyncio.Future
 class RaftDriver:
     """Owns the Raft node, its WAL, the cluster bus and the pending writes."""
 
+    # Reads are served from this node's applied state (issue 3 semantics);
+    # writes always go through the log.
+    reads_local = True
+    writes_local = False
+
     def __init__(self, server: Server, members: dict[str, tuple[str, int]]) -> None:
         config = server.config
         self.server = server
