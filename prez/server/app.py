@@ -91,7 +91,7 @@ class Server:
         return self._next_client_id
 
     def mode(self) -> str:
-        return "standalone"
+        return "cluster" if self.clustered else "standalone"
 
     def role_name(self) -> str:
         return "master" if self.driver.is_leader() else "replica"
@@ -203,6 +203,7 @@ class Server:
             ("cpu", self._info_cpu),
             ("replication", self._info_replication),
             ("raft", self._info_raft),
+            ("cluster", self._info_cluster),
             ("commandstats", self._info_commandstats),
             ("keyspace", self._info_keyspace),
         ):
@@ -312,6 +313,9 @@ class Server:
         if not self.clustered:
             return self._fields({"raft_role": "standalone"})
         return self._fields(self.driver.info_fields())
+
+    def _info_cluster(self) -> str:
+        return self._fields({"cluster_enabled": int(self.clustered)})
 
     def _info_commandstats(self) -> str:
         lines = []

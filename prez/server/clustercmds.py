@@ -340,7 +340,7 @@ _HELP = [
     "    Return the node's shard id.",
     "NODES",
     "    Return cluster configuration seen by node. Output format:",
-    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "    <id> <ip:port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
     "REPLICAS <node-id>",
     "    Return <node-id> replicas.",
     "SLOTS",
@@ -382,13 +382,12 @@ def cluster(conn: ClientConnection, args: list[bytes]) -> Any:
     if sub == b"countkeysinslot":
         return len(_keys_in_slot(conn, _parse_slot(args[2])))
     if sub == b"getkeysinslot":
-        slot = _parse_slot(args[2])
         try:
-            count = int(args[3])
+            slot, count = int(args[2]), int(args[3])
         except ValueError:
             raise CommandError(NOT_INTEGER)
-        if count < 0:
-            raise CommandError("ERR Invalid number of keys")
+        if not 0 <= slot <= LAST_SLOT or count < 0:
+            raise CommandError("ERR Invalid slot or number of keys")
         return _keys_in_slot(conn, slot)[:count]
     if sub == b"myid":
         return node_id(driver.name).encode()

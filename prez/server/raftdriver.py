@@ -36,6 +36,7 @@ from prez.errors import (
 )
 from prez.raft.core import NotLeader, RaftConfig, RaftNode, RaftSafetyError, Ready, Role
 from prez.raft.types import Entry, EntryKind, Message, MessageType
+from prez.server.clustercmds import key_slot
 from prez.server.dispatch import Deferred
 from prez.server.forward import Forwarder
 from prez.server.logging import DEBUG, log
@@ -161,7 +162,7 @@ class RaftDriver:
                 self.proposals += 1
                 self._kick()
                 return reply
-        return self._not_leader(client, args)
+        return self._not_leader(entry, client, args)
 
     def propose_internal(self, db: int, args: list[bytes], now: int) -> None:
         """A write of the server's own (active expiry); nobody waits for it."""
@@ -173,7 +174,9 @@ class RaftDriver:
                 return
             self._kick()
 
-    def _not_leader(self, client: ClientConnection, args: list[bytes]) -> Any:
+    def _not_leader(
+        self, entry: CommandEntry, client: ClientConnection, args: list[bytes]
+    ) -> Any:
         leader = self.leader
         addr = (
             self.bus.client_addr(leader)
@@ -184,7 +187,9 @@ class RaftDriver:
             raise CommandError(NO_LEADER)
         mode = self.config["follower-writes"]
         if mode == "moved":
-            raise CommandError(f"MOVED 0 {addr}")
+            # Redis Cluster clients cache the owner per slot: name the key's.
+            keys = entry.spec.keys(args)
+            raise CommandError(f"MOVED {key_slot(keys[0]) if keys else 0} {addr}")
         if mode == "ask":
             raise CommandError(f"ASK {leader} {addr}")
         self.server.stats.forwarded += 1
