@@ -100,7 +100,9 @@ class RaftDriver:
         self.fsync_seconds = 0.0
         self.fsync_max = 0.0
         self.leader_changes = 0
+        self.elections = 0
         self.proposals = 0
+        self.last_contact: dict[str, float] = {}  # member -> monotonic time of its last message
 
     # -- life cycle ------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class RaftDriver:
         node = self.node
         if node is None or self._closing:
             return
+        self.last_contact[msg.src] = time.monotonic()
         if log.level <= DEBUG and msg.type in (
             MessageType.APPEND,
             MessageType.HEARTBEAT,
@@ -365,6 +368,8 @@ class RaftDriver:
         elif soft.role is Role.FOLLOWER and soft.leader is not None:
             log.notice(f"Following {soft.leader} in term {soft.term}")
         elif soft.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            if soft.role is Role.CANDIDATE:
+                self.elections += 1
             log.verbose(f"Starting an election ({soft.role.value}) in term {soft.term}")
         else:
             log.notice(f"No leader known in term {soft.term}")
@@ -413,7 +418,10 @@ class RaftDriver:
             else "0",
             "raft_fsync_max_ms": f"{1000 * self.fsync_max:.3f}",
             "raft_leader_changes": self.leader_changes,
+            "raft_elections_started": self.elections,
+            "raft_read_mode": self.config["read-mode"],
             "raft_proposals": self.proposals,
+            "raft_reads": sum(e.calls for e in self.server.commands.values() if e.kind == 0),
             "raft_forwarded": self.server.stats.forwarded,
         }
         for name in self.members:
@@ -421,9 +429,12 @@ class RaftDriver:
                 continue
             progress = node.progress_of(name) if self.role is Role.LEADER else None
             match = progress.match if progress is not None else -1
+            seen = self.last_contact.get(name)
+            contact = int((time.monotonic() - seen) * 1000) if seen is not None else -1
             fields[f"member_{name}"] = (
                 f"addr={self.member_client_addr(name) or '?'},"
-                f"connected={int(self.bus.connected(name))},match_index={match}"
+                f"connected={int(self.bus.connected(name))},match_index={match},"
+                f"last_contact_ms={contact}"
             )
         return fields
 

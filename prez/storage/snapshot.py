@@ -22,6 +22,7 @@ thread or a forked child; one `SnapshotReceiver` per transfer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -95,10 +96,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def write_snapshot(
@@ -117,9 +116,7 @@ def write_snapshot(
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, snapshot_name(meta.index, meta.term))
     temp_path = path + TEMP_SUFFIX
-    fd = os.open(
-        temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
-    )
+    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         try:
             size = dump(store, lambda chunk: _write_all(fd, chunk), meta)
@@ -315,6 +312,7 @@ class SnapshotReceiver:
         self._fd, self.temp_path = tempfile.mkstemp(
             prefix="recv-", suffix=".snap" + TEMP_SUFFIX, dir=self.directory
         )
+        os.fchmod(self._fd, 0o644)  # as written snapshots (mkstemp makes 0600)
         self.received = 0
         self._started = time.perf_counter()
         self._done = False
