@@ -17,6 +17,7 @@ from prez._core.resp_py import encode
 from prez.errors import CommandError
 from prez.kv import KVStore, execute
 from prez.kv.hashes import format_human_double
+from prez.testing.procs import ServerProcess
 
 
 class Runner:
@@ -229,8 +230,7 @@ def test_hrandfield(run: Runner) -> None:
     assert sorted(run("HRANDFIELD", "h", 5)) == sorted(fields)
     many = run("HRANDFIELD", "h", -7)
     assert len(many) == 7 and set(many) <= set(fields)
-    flat = run("HRANDFIELD", "h", 2, "WITHVALUES")
-    pairs = list(zip(flat[::2], flat[1::2], strict=True))
+    pairs = list(run("HRANDFIELD", "h", 2, "WITHVALUES"))
     assert len(pairs) == 2 and len({f for f, _ in pairs}) == 2
     assert all(fields[f] == v for f, v in pairs)
     assert len(run("HRANDFIELD", "h", -5, "WITHVALUES")) == 10
@@ -328,3 +328,21 @@ def test_hash_resp3_replies(r3: redis.Redis) -> None:
     assert _raw_resp3(r3, "HGETALL", "h") == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
     assert _raw_resp3(r3, "HGETALL", "nokey") == b"%0\r\n"
     assert r3.hgetall("h") == {b"f": b"v"}
+
+
+@pytest.mark.integration
+def test_hrandfield_withvalues_shapes(
+    r: redis.Redis, r3: redis.Redis, prez_server: ServerProcess
+) -> None:
+    import socket
+
+    r.hset("hr", mapping={"a": "1"})
+    assert r.execute_command("HRANDFIELD", "hr", 1, "WITHVALUES") == [b"a", b"1"]
+    with socket.create_connection(("127.0.0.1", prez_server.port), timeout=5) as s:
+        s.sendall(b"HELLO 3\r\nHRANDFIELD hr 1 WITHVALUES\r\n")
+        data = b""
+        while not data.endswith(b"$1\r\na\r\n$1\r\n1\r\n"):
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+    assert data.endswith(b"*1\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n")

@@ -13,7 +13,9 @@ The encoder (`prez._core.resp`) maps Python values to RESP:
     set, frozenset        RESP3 set; RESP2 array
     PairList              list of (member, score) pairs: RESP3 array of
                           2-element arrays [member, double]; RESP2 flat array
-                          member, score-as-bulk, ... (ZRANGE WITHSCORES)
+                          member, score-as-bulk, ... (ZRANGE WITHSCORES); a
+                          bytes second element is a bulk string (HRANDFIELD
+                          WITHVALUES)
     CommandError          error reply (-ERR ...)
     Raw                   bytes already in RESP form, written as they are
 """

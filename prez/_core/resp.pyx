@@ -685,7 +685,10 @@ cdef class ReplyBuffer:
                 if self.resp3:
                     self._write(b"*2\r\n", 4)
                 self._encode(member, depth + 1)
-                self._write_double(float(score))
+                if type(score) is bytes:  # HRANDFIELD WITHVALUES pairs field, value
+                    self._encode(score, depth + 1)
+                else:
+                    self._write_double(float(score))
             return 0
         if isinstance(value, (list, tuple)):
             self._write_header(c'*', len(value))

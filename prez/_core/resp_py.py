@@ -327,12 +327,12 @@ class ReplyBuffer:
                 for member, score in value:
                     out += b"*2\r\n"
                     self._encode(member, out)
-                    self._encode_double(float(score), out)
+                    self._encode_pair_value(score, out)
             else:
                 out += b"*%d\r\n" % (2 * len(value))
                 for member, score in value:
                     self._encode(member, out)
-                    self._encode_double(float(score), out)
+                    self._encode_pair_value(score, out)
         elif isinstance(value, (list, tuple)):
             out += b"*%d\r\n" % len(value)
             for item in value:
@@ -351,6 +351,12 @@ class ReplyBuffer:
                 self._encode(item, out)
         else:
             raise TypeError(f"cannot encode {type(value).__name__} as a RESP reply")
+
+    def _encode_pair_value(self, value: object, out: bytearray) -> None:
+        if type(value) is bytes:  # HRANDFIELD WITHVALUES pairs field, value
+            self._encode(value, out)
+        else:
+            self._encode_double(float(value), out)  # type: ignore[arg-type]
 
     def _encode_double(self, value: float, out: bytearray) -> None:
         text = _format_double(value)

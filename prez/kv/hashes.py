@@ -11,6 +11,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from prez._core.replytypes import PairList
 from prez.errors import NOT_INTEGER, OVERFLOW, SYNTAX, CommandError, wrong_arity
 from prez.kv.command import command
 from prez.kv.keyspace import (
@@ -408,8 +409,6 @@ def hrandfield(db: Keyspace, args: list[bytes], now: int) -> Any:
     else:
         chosen = random.sample(fields, count)
     if with_values:
-        # Redis's RESP2 shape, a flat field, value, ... array. RESP3 wants
-        # [field, value] pairs, but the encoder's PairList writes its second
-        # element as a double, which a field's value is not.
-        return [item for field in chosen for item in (field, value[field])]
+        # RESP2: a flat field, value, ... array; RESP3: [field, value] pairs.
+        return PairList((field, value[field]) for field in chosen)
     return chosen
