@@ -12,35 +12,85 @@ each Ready, strictly in this order::
 
     rd = node.ready()
     send(rd.messages)                          # 1. may leave before anything is durable
-    persist(rd.hard_state, rd.entries); fsync  # 2. one write + one fsync (group commit)
-    send(rd.persisted_messages)                # 3. only once step 2 is durable
-    apply(rd.committed_entries)                # 4. in order
-    node.advance(rd)                           # 5. tells the node step 2 is durable
+    if rd.snapshot: make it the durable base   # 2. before the entries (see below)
+    persist(rd.hard_state, rd.entries); fsync  # 3. one write + one fsync (group commit)
+    send(rd.persisted_messages)                # 4. only once steps 2-3 are durable
+    if rd.snapshot: load it into the state machine
+    apply(rd.committed_entries)                # 5. in order, after the snapshot
+    node.advance(rd)                           # 6. tells the node steps 2-5 are done
 
 - `rd.entries` may start at or below the durable last index: the durable log
   is then truncated from `rd.entries[0].index` before appending (a follower's
   conflict repair, §5.3). Entries are written before the hard state.
 - `rd.messages` holds only what is safe to send before the node's own write
-  is durable: the leader's AppendEntries and heartbeats (the leader writes
-  its log in parallel with replication, Raft thesis §10.2.1) and pre-votes,
-  which promise nothing. Everything that promises something about durable
-  state (votes, vote requests, append and heartbeat answers) is in
-  `rd.persisted_messages`, so term and vote are on disk before any of them
-  leaves the node.
+  is durable: the leader's AppendEntries, heartbeats and SNAPSHOT messages
+  (the leader writes its log in parallel with replication, Raft thesis
+  §10.2.1) and pre-votes, which promise nothing. Everything that promises
+  something about durable state (votes, vote requests, append and heartbeat
+  answers) is in `rd.persisted_messages`, so term and vote are on disk
+  before any of them leaves the node.
 - The leader counts its own log towards a majority only up to the last entry
   that an `advance()` reported durable, so an acknowledged write is on a
   majority's disks, the leader's included.
-- `tick()`, `step()` and `propose()` may be called between `ready()` and
-  `advance()` (for example while the fsync runs in an executor); `ready()`
-  must not be called again before the previous Ready was advanced.
+- `tick()`, `step()`, `propose()`, `compact()` and `report_snapshot()` may be
+  called between `ready()` and `advance()` (for example while the fsync runs
+  in an executor); `ready()` must not be called again before the previous
+  Ready was advanced.
 - `rd.soft_state` is set when the role, known leader or term changed: a
   driver fails its waiting clients ("outcome unknown") when leadership is
   lost, even if it was regained in a later term between two Readys.
 
-Seams left for later issues (no implementation yet): InstallSnapshot where
-`_send_append` finds the probe point compacted (RaftLog.offset), membership
-changes where a CONFIG entry is applied (peers/quorum are plain attributes),
-ReadIndex through the heartbeat `context`, which followers echo back.
+Snapshots and compaction (Raft §7, etcd style: the core decides, the driver
+moves the bytes):
+
+- Compaction: once the driver has durably written a state machine snapshot
+  covering the entries up to `index` (at most the applied index), it calls
+  `node.compact(index)`; the node drops those entries and from then on
+  names (index, term at index) as its snapshot point. The driver may then
+  drop the WAL segments the snapshot covers. On restart it passes the
+  newest durable snapshot's point and the durable log after it to the
+  constructor, with `applied` = that snapshot's index.
+- Leader: a follower that needs an entry at or below the snapshot point gets
+  ONE message of type SNAPSHOT in `rd.messages` (index/log_term = the
+  snapshot point, term = the leader's). The driver does not send it as a
+  message: it streams its newest snapshot file (covering at least
+  msg.index) to that follower in chunks, and MUST end every such transfer
+  with `node.report_snapshot(peer, ok)`: True once the follower holds the
+  whole verified file, False when the transfer broke, timed out, could not
+  start or the follower refused the file (the leader then waits
+  `snapshot_retry_ticks` and probes again, sending a new SNAPSHOT if still
+  needed). Meanwhile appends to that follower pause; heartbeats go on. The
+  follower's answer (an APPEND_RESP) resumes replication after the snapshot,
+  whether or not the report came first.
+- Follower: when the driver holds a complete, verified file, it steps
+  `Message(SNAPSHOT, term=<the leader's SNAPSHOT message term>,
+  src=<leader>, dst=<self>, index=<file's last index>, log_term=<its
+  term>)` into the node (and discards the file if that Ready carries no
+  snapshot). A stale term gets the usual stale-leader answer; a snapshot at
+  or below the commit index is answered with the commit index and changes
+  nothing. Otherwise the node installs it: if its log holds the entry
+  (index, log_term) it keeps the entries after it, else it discards its
+  whole log; commit becomes index. The next Ready then carries
+  `rd.snapshot = SnapshotMeta(index, term)` and, in the same Ready:
+  * `rd.entries` holds EVERY entry the node keeps after the snapshot (the
+    retained suffix is handed out again) and nothing at or below
+    snapshot.index. Step 2 is therefore: make the received file the newest
+    durable snapshot (rename it into place) and reset the WAL to an empty
+    log starting at snapshot.index + 1 (dropping every old entry, kept or
+    not); step 3 then writes rd.entries onto it.
+  * `rd.committed_entries` never include an entry at or below
+    snapshot.index; the state machine is replaced by the snapshot before
+    they are applied.
+  * The answer (APPEND_RESP, index = snapshot.index) is in
+    `rd.persisted_messages`: it leaves only once the reset is durable.
+  A Ready handed out before the snapshot was installed may still be in
+  flight: finish it by the contract (its committed entries all precede the
+  snapshot), then take the next one.
+
+Seams left for later issues (no implementation yet): membership changes
+where a CONFIG entry is applied (peers/quorum are plain attributes; the
+snapshot's membership is the driver's for now), ReadIndex through the
+heartbeat `context`, which followers echo back.
 """
 
 from __future__ import annotations
@@ -52,7 +102,14 @@ from typing import TYPE_CHECKING
 
 from prez.errors import PrezError
 from prez.raft.log import RaftLog
-from prez.raft.types import Entry, EntryKind, HardState, Message, MessageType
+from prez.raft.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    MessageType,
+    SnapshotMeta,
+)
 
 if TYPE_CHECKING:
     # Only the type: randomness is the caller's seeded instance, never the
@@ -67,6 +124,7 @@ PRE_VOTE = MessageType.PRE_VOTE
 PRE_VOTE_RESP = MessageType.PRE_VOTE_RESP
 HEARTBEAT = MessageType.HEARTBEAT
 HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
+SNAPSHOT = MessageType.SNAPSHOT
 # TIMEOUT_NOW (leadership transfer) is the seam of a later issue; until
 # then it is dropped with any type we do not know.
 _HANDLED_TYPES = frozenset(
@@ -79,8 +137,12 @@ _HANDLED_TYPES = frozenset(
         PRE_VOTE_RESP,
         HEARTBEAT,
         HEARTBEAT_RESP,
+        SNAPSHOT,
     }
 )
+# What a leader sends to its followers; a follower takes the sender as its
+# leader, and a stale one is told the current term.
+_FROM_LEADER = (APPEND, HEARTBEAT, SNAPSHOT)
 NORMAL = EntryKind.NORMAL
 NOOP = EntryKind.NOOP
 
@@ -114,6 +176,9 @@ class RaftConfig:
     heartbeat_ticks: int = 1
     max_append_bytes: int = 1 << 20  # payload bytes per AppendEntries
     max_inflight: int = 256  # appends in flight per follower in replicate state
+    # After a failed snapshot transfer, wait this long before the next one,
+    # so that a transfer that keeps breaking does not loop hot.
+    snapshot_retry_ticks: int = 10
     pre_vote: bool = True
     check_quorum: bool = True
 
@@ -128,6 +193,8 @@ class RaftConfig:
             raise ValueError("election_ticks must be greater than heartbeat_ticks")
         if self.max_inflight < 1 or self.max_append_bytes < 1:
             raise ValueError("max_inflight and max_append_bytes must be >= 1")
+        if self.snapshot_retry_ticks < 1:
+            raise ValueError("snapshot_retry_ticks must be >= 1")
 
 
 @dataclass(slots=True)
@@ -150,7 +217,11 @@ class Ready:
     persisted_messages: list[Message]  # send only once the write is durable
     committed_entries: list[Entry]  # apply in order
     soft_state: SoftState | None = None  # set when role, leader or term changed
-    # Seams: read_states (ReadIndex) and snapshot join here in later issues.
+    # Set when a snapshot from the leader was installed: make it the durable
+    # base of the log, then load it into the state machine before applying
+    # committed_entries (all of which come after it).
+    snapshot: SnapshotMeta | None = None
+    # Seam: read_states (ReadIndex) joins here in a later issue.
 
 
 class ProgressState(StrEnum):
@@ -160,6 +231,10 @@ class ProgressState(StrEnum):
     # Replicate: the follower is in step; appends are pipelined, up to
     # max_inflight of them unanswered.
     REPLICATE = "replicate"
+    # Snapshot: the follower needs entries that were compacted; one SNAPSHOT
+    # message went out and appends stay paused until the follower answers
+    # or the driver reports the transfer (heartbeats continue).
+    SNAPSHOT = "snapshot"
 
 
 class Progress:
@@ -167,6 +242,9 @@ class Progress:
 
     Invariant: match < next. `inflight` holds the last index of every append
     sent in replicate state and not yet acknowledged, oldest first.
+    `pending_snapshot` is the index of the snapshot sent in snapshot state;
+    `retry_wait` counts down the ticks before probing again after a failed
+    snapshot transfer (appends stay paused meanwhile).
     """
 
     __slots__ = (
@@ -177,6 +255,8 @@ class Progress:
         "inflight",
         "recent_active",
         "sent_commit",
+        "pending_snapshot",
+        "retry_wait",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -190,26 +270,40 @@ class Progress:
         # timeout before it can conclude it lost its quorum.
         self.recent_active = True
         self.sent_commit = 0  # commit index carried by the last append sent
+        self.pending_snapshot = 0
+        self.retry_wait = 0
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE
         self.paused = False
         self.inflight.clear()
+        self.pending_snapshot = 0
 
     def become_replicate(self) -> None:
         self.state = ProgressState.REPLICATE
         self.next = self.match + 1
         self.paused = False
         self.inflight.clear()
+        self.pending_snapshot = 0
+
+    def become_snapshot(self, index: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.paused = True
+        self.inflight.clear()
+        self.pending_snapshot = index
 
 
 class RaftNode:
     """One Raft participant. Not thread-safe: call everything from one thread.
 
-    Restart it from what storage recovered: the persisted hard state and
-    every durable log entry (in index order, starting at 1 until snapshots
-    exist). `applied` is how far the caller's state machine already is; the
-    first Ready re-delivers committed entries after it.
+    Restart it from what storage recovered: the persisted hard state, the
+    newest durable snapshot's point (`snapshot`, None when there is none)
+    and every durable log entry after it, in index order (entries at or
+    below the snapshot index are skipped, so a log segment the snapshot
+    already covers may be passed too; the first one after it must be
+    `snapshot.index + 1`). `applied` is how far the caller's state machine
+    already is, at least the snapshot it loaded; the first Ready re-delivers
+    committed entries after it.
     """
 
     def __init__(
@@ -219,6 +313,7 @@ class RaftNode:
         hard_state: HardState,
         entries: list[Entry],
         applied: int = 0,
+        snapshot: SnapshotMeta | None = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -235,14 +330,25 @@ class RaftNode:
         self._pre_vote = config.pre_vote
         self._check_quorum = config.check_quorum
 
-        self.log = RaftLog(entries)
+        if snapshot is None:
+            self.log = RaftLog(entries)
+        else:
+            self.log = RaftLog(
+                _entries_after(snapshot, entries), snapshot.index, snapshot.term
+            )
         self._term = hard_state.term
         self._vote = hard_state.vote
-        # A hard state written ahead of its entries (a driver that broke the
-        # entries-first order) must not claim more than the log holds.
-        self._commit = min(hard_state.commit, self.log.last_index)
-        self._applied = min(applied, self._commit)
+        # A snapshot covers only committed entries, so commit and applied
+        # are at least its index. A hard state written ahead of its entries
+        # (a driver that broke the entries-first order) must not claim more
+        # than the log holds.
+        offset = self.log.offset
+        self._commit = min(max(hard_state.commit, offset), self.log.last_index)
+        self._applied = min(max(applied, offset), self._commit)
         self._applying = self._applied  # last index handed out in a Ready
+        # A snapshot installed from the leader and not yet handed out in a
+        # Ready (the driver must make it the durable base).
+        self._pending_snapshot: SnapshotMeta | None = None
         self._role = Role.FOLLOWER
         self._leader: str | None = None
         self._election_elapsed = 0
@@ -305,6 +411,13 @@ class RaftNode:
     def persisted_index(self) -> int:
         return self.log.persisted
 
+    @property
+    def snapshot(self) -> SnapshotMeta | None:
+        """The point the log was compacted to (the newest snapshot this node
+        holds and would send to a lagging follower); None if it never was."""
+        log = self.log
+        return SnapshotMeta(log.offset, log.offset_term) if log.offset else None
+
     def progress_of(self, peer: str) -> Progress | None:
         """The leader's replication state for `peer` (None when not leader)."""
         return self._progress.get(peer)
@@ -346,6 +459,47 @@ class RaftNode:
         self._bcast_new_entries = True
         return index
 
+    def compact(self, index: int) -> None:
+        """Drop the log entries up to `index`, which the driver's durable
+        state machine snapshot now covers.
+
+        Call it once the snapshot file is durable; any time, also between
+        `ready()` and `advance()`. `index` must be applied (so committed) and
+        durable here; an index at or below the current snapshot is a no-op.
+        From now on a follower that needs an entry up to `index` gets a
+        SNAPSHOT message naming (index, term at index).
+        """
+        if index <= self.log.offset:
+            return
+        if index > self._applied:
+            raise ValueError(
+                f"cannot compact to {index}: only {self._applied} applied"
+            )
+        self.log.compact(index)
+
+    def report_snapshot(self, peer: str, ok: bool) -> None:
+        """The driver's verdict on the snapshot transfer to `peer` that a
+        SNAPSHOT message started: `ok` once the follower has the whole file,
+        False when the transfer broke or the follower refused it.
+
+        On success the leader waits for the follower's answer (or a
+        heartbeat answer) and then probes after the snapshot; on failure it
+        probes again after `snapshot_retry_ticks`, which sends a new
+        SNAPSHOT if the follower still needs one. Ignored when this node is
+        no longer leader or `peer` is not waiting for a snapshot.
+        """
+        progress = self._progress.get(peer)
+        if progress is None or progress.state is not ProgressState.SNAPSHOT:
+            return
+        pending = progress.pending_snapshot
+        progress.become_probe()
+        progress.paused = True
+        if ok:
+            progress.next = max(progress.match + 1, pending + 1)
+        else:
+            progress.next = progress.match + 1
+            progress.retry_wait = self.config.snapshot_retry_ticks
+
     def step(self, msg: Message) -> None:
         """Feed one message from a peer.
 
@@ -378,12 +532,12 @@ class RaftNode:
                 # A pre-vote is asked and granted for a term nobody entered
                 # yet; it must not move our term (thesis §9.6).
                 pass
-            elif msg_type in (APPEND, HEARTBEAT):
+            elif msg_type in _FROM_LEADER:
                 self._become_follower(msg.term, msg.src)
             else:
                 self._become_follower(msg.term, None)
         elif msg.term < self._term:
-            if msg_type in (APPEND, HEARTBEAT):
+            if msg_type in _FROM_LEADER:
                 # A stale leader. With CheckQuorum or PreVote a node with a
                 # higher term may never win an election to tell it, so answer
                 # with our term and let it step down.
@@ -410,7 +564,7 @@ class RaftNode:
             # Another leader's APPEND in our term cannot exist (§5.2: one
             # vote per term); late vote answers are moot.
             return
-        if msg_type in (APPEND, HEARTBEAT):
+        if msg_type in _FROM_LEADER:
             if role is not Role.FOLLOWER:
                 # A leader won this term; a candidate steps back (§5.2).
                 self._become_follower(self._term, msg.src)
@@ -418,8 +572,10 @@ class RaftNode:
             self._leader = msg.src
             if msg_type == APPEND:
                 self._handle_append(msg)
-            else:
+            elif msg_type == HEARTBEAT:
                 self._handle_heartbeat(msg)
+            else:
+                self._handle_snapshot(msg)
         elif (msg_type == VOTE_RESP and role is Role.CANDIDATE) or (
             msg_type == PRE_VOTE_RESP
             and role is Role.PRE_CANDIDATE
@@ -440,6 +596,7 @@ class RaftNode:
             or self._commit > self._applying
             or self._prev_hard != (self._term, self._vote, self._commit)
             or self._prev_soft != (self._role, self._leader, self._term)
+            or self._pending_snapshot is not None
         )
 
     def ready(self) -> Ready:
@@ -471,15 +628,22 @@ class RaftNode:
             self._persisted_msgs,
             committed,
             soft_state,
+            self._pending_snapshot,
         )
         self._msgs = []
         self._persisted_msgs = []
+        self._pending_snapshot = None
         return rd
 
     def advance(self, ready: Ready) -> None:
         """Acknowledge that `ready` was handled: its entries and hard state
-        are durable and its committed entries applied."""
-        if ready.entries:
+        are durable, its snapshot loaded and its committed entries applied."""
+        if ready.snapshot is not None:
+            self._applied = max(self._applied, ready.snapshot.index)
+        if ready.entries and self._pending_snapshot is None:
+            # (With a snapshot installed after this Ready was handed out, the
+            # log is rewritten behind it in the next Ready: what this one
+            # wrote no longer counts.)
             last = ready.entries[-1]
             if (
                 self.log.mark_persisted(last.index, last.term)
@@ -684,6 +848,32 @@ class RaftNode:
             )
         )
 
+    def _handle_snapshot(self, msg: Message) -> None:
+        """InstallSnapshot (§7), once the driver holds the whole file."""
+        index, snapshot_term = msg.index, msg.log_term
+        if index < 1 or snapshot_term < 1 or snapshot_term > msg.term:
+            return  # garbage: no snapshot covers nothing or a future term
+        if index <= self._commit:
+            # Nothing new (a stale or duplicated transfer): say how far we
+            # are, as for an old append, so the leader skips ahead.
+            self._persisted_msgs.append(
+                Message(
+                    APPEND_RESP, self._term, self._name, msg.src, index=self._commit
+                )
+            )
+            return
+        self.log.restore(index, snapshot_term)
+        self._commit = index
+        # The state machine is loaded from the snapshot instead of applying
+        # the entries it covers (index > commit >= what was handed out).
+        self._applying = index
+        self._pending_snapshot = SnapshotMeta(index, snapshot_term)
+        # Acknowledge the snapshot point only: a kept suffix may still be a
+        # stale leftover that the next append repairs.
+        self._persisted_msgs.append(
+            Message(APPEND_RESP, self._term, self._name, msg.src, index=index)
+        )
+
     def _handle_heartbeat(self, msg: Message) -> None:
         # The leader sends min(match, commit), so this prefix agrees with it.
         commit = min(msg.commit, self.log.last_index)
@@ -699,6 +889,12 @@ class RaftNode:
     # -- leader side of replication -----------------------------------------
 
     def _tick_leader(self) -> None:
+        for peer, progress in self._progress.items():
+            if progress.retry_wait:
+                progress.retry_wait -= 1
+                if not progress.retry_wait:
+                    progress.paused = False
+                    self._pending_sends[peer] = True
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
         if self._election_elapsed >= self._election_ticks:
@@ -752,15 +948,16 @@ class RaftNode:
         last_index = log.last_index
         replicate = progress.state is ProgressState.REPLICATE
         while True:
-            if progress.paused:
+            if progress.paused:  # always so in snapshot state
                 return
             if replicate and len(progress.inflight) >= self._max_inflight:
                 return
             prev_index = progress.next - 1
             prev_term = log.term_at(prev_index)
             if prev_term is None:
-                # The follower needs entries we no longer hold: this is where
-                # InstallSnapshot goes (snapshot issue).
+                if prev_index < log.offset:
+                    # The follower needs entries we no longer hold.
+                    self._send_snapshot(peer, progress)
                 return
             entries = (
                 log.slice(progress.next, last_index + 1, self._max_bytes)
@@ -791,10 +988,29 @@ class RaftNode:
             progress.inflight.append(progress.next - 1)
             allow_empty = False
 
+    def _send_snapshot(self, peer: str, progress: Progress) -> None:
+        log = self.log
+        progress.become_snapshot(log.offset)
+        # One message; the driver streams the file and reports the outcome
+        # with report_snapshot().
+        self._msgs.append(
+            Message(
+                SNAPSHOT,
+                self._term,
+                self._name,
+                peer,
+                index=log.offset,
+                log_term=log.offset_term,
+                commit=self._commit,
+            )
+        )
+
     def _handle_append_response(self, msg: Message) -> None:
         progress = self._progress[msg.src]
         progress.recent_active = True
         if msg.reject:
+            if progress.state is ProgressState.SNAPSHOT:
+                return  # no append went out since: an answer to an older one
             rejected = msg.index
             if progress.state is ProgressState.REPLICATE:
                 if rejected <= progress.match:
@@ -823,6 +1039,11 @@ class RaftNode:
             progress.next = index + 1
         if progress.state is ProgressState.PROBE:
             progress.become_replicate()
+        elif progress.state is ProgressState.SNAPSHOT:
+            # Usually the answer to the snapshot; any answer will do once
+            # the log holds everything after what the follower matches.
+            if index >= self.log.offset:
+                progress.become_replicate()
         else:
             inflight = progress.inflight
             while inflight and inflight[0] <= index:
@@ -837,6 +1058,8 @@ class RaftNode:
     def _handle_heartbeat_response(self, msg: Message) -> None:
         progress = self._progress[msg.src]
         progress.recent_active = True
+        if progress.state is ProgressState.SNAPSHOT or progress.retry_wait:
+            return  # a transfer is running, or we wait before the next one
         progress.paused = False
         if progress.state is ProgressState.REPLICATE and (
             len(progress.inflight) >= self._max_inflight
@@ -866,3 +1089,15 @@ class RaftNode:
         for peer in self._others:
             pending[peer] = True
         return True
+
+
+def _entries_after(snapshot: SnapshotMeta, entries: list[Entry]) -> list[Entry]:
+    """The recovered entries after `snapshot` (those it covers are skipped)."""
+    kept = [entry for entry in entries if entry.index > snapshot.index]
+    for entry in entries:
+        if entry.index == snapshot.index and entry.term != snapshot.term:
+            raise ValueError(
+                f"log entry {entry.index} has term {entry.term}, but the "
+                f"snapshot there has term {snapshot.term}"
+            )
+    return kept

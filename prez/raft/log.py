@@ -10,10 +10,12 @@ Layout and invariants (the way etcd's `log_unstable.go` documents its own):
     held:    (term) | entries[0]  ... entries[-1]
 
 - `entries[i].index == offset + 1 + i` always; the list is contiguous.
-- `offset` is the index of the last entry dropped from the front (0 for a
-  log that starts empty) and `offset_term` its term. A later snapshot issue
-  raises the offset to compact the log; until then it stays 0/0 and
-  `term_at(0) == 0` serves as the sentinel "entry" every log agrees on.
+- `offset` is the index of the last entry dropped from the front, the point
+  the newest snapshot covers (0 for a log that was never compacted), and
+  `offset_term` its term. `term_at(offset)` answers with it, so the
+  snapshot point serves as the sentinel "entry" a probe can match (at 0/0
+  every log agrees on it). `compact` raises the offset over entries that
+  are durable; `restore` moves it to a snapshot received from the leader.
 - `unstable_from` is the first index not yet handed to the driver in a
   Ready; everything from there to `last_index` still has to be written.
 - `persisted` is the last index the driver has reported durable through
@@ -131,6 +133,46 @@ class RaftLog:
             self.unstable_from = first
         if first <= self.persisted:
             self.persisted = first - 1
+
+    def compact(self, index: int) -> None:
+        """Drop every entry up to `index`, which a durable snapshot now covers.
+
+        Only durable entries may go: what is not yet written must still be
+        handed out (and the caller also checks that `index` is applied).
+        """
+        if index <= self.offset:
+            return
+        if index > self.persisted:
+            raise ValueError(
+                f"cannot compact to {index}: entries are durable only up to "
+                f"{self.persisted}"
+            )
+        term = self.term_at(index)
+        assert term is not None  # offset < index <= persisted <= last_index
+        del self.entries[: index - self.offset]
+        self.offset = index
+        self.offset_term = term
+
+    def restore(self, index: int, term: int) -> bool:
+        """Make the snapshot at (index, term) the start of the log.
+
+        When the log holds that entry, the entries after it are kept (§7:
+        by Log Matching the prefix is the snapshot's); otherwise the whole
+        log is discarded. Either way everything kept is handed out again
+        from `index + 1`, so that the driver rewrites the log behind the new
+        snapshot base, and nothing after `index` counts as durable until
+        then. Returns whether a suffix was kept.
+        """
+        keep = self.term_at(index) == term and index <= self.last_index
+        if keep:
+            del self.entries[: index - self.offset]
+        else:
+            self.entries = []
+        self.offset = index
+        self.offset_term = term
+        self.persisted = index
+        self.unstable_from = index + 1
+        return keep and bool(self.entries)
 
     def find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
         """The largest index <= `index` whose term is <= `term`, and that term.

@@ -1,7 +1,7 @@
 """Value types shared by the Raft core, storage and the wire codec.
 
-Plain data, no behaviour: log entries, the durable hard state and the
-messages nodes exchange. The wire codec (`prez._core.wire`) and the WAL
+Plain data, no behaviour: log entries, the durable hard state, the point a
+snapshot covers and the messages nodes exchange. The wire codec (`prez._core.wire`) and the WAL
 (`prez.storage`) encode exactly these fields.
 """
 
@@ -34,6 +34,16 @@ class HardState:
     commit: int = 0
 
 
+@dataclass(slots=True, frozen=True)
+class SnapshotMeta:
+    """The point a state machine snapshot covers: every entry up to `index`,
+    the one at `index` having `term`. Only the Raft metadata; the bytes are
+    the driver's (prez.storage)."""
+
+    index: int
+    term: int
+
+
 class MessageType(IntEnum):
     VOTE = 1
     VOTE_RESP = 2
@@ -44,6 +54,7 @@ class MessageType(IntEnum):
     TIMEOUT_NOW = 7
     HEARTBEAT = 8
     HEARTBEAT_RESP = 9
+    SNAPSHOT = 10  # InstallSnapshot: the leader's snapshot point, see Message
 
 
 @dataclass(slots=True)
@@ -58,6 +69,13 @@ class Message:
     VOTE / PRE_VOTE: index/log_term = candidate's last log index/term.
     VOTE_RESP / PRE_VOTE_RESP: reject.
     HEARTBEAT / HEARTBEAT_RESP: commit; context carries a read-index token.
+    SNAPSHOT: index/log_term = the last index and term a snapshot covers,
+      commit = the leader's commit index. The leader's core emits it when a
+      follower needs compacted entries (index/log_term = the leader's
+      snapshot point); the follower's driver steps one in, built from the
+      received file's metadata with the leader's term and name, once the
+      file is complete and verified. The answer is an APPEND_RESP (index =
+      the snapshot index, or the follower's commit when that is further).
     """
 
     type: int

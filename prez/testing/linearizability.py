@@ -277,6 +277,9 @@ _CAS_SWAPPED = 2
 _CAS_NOT_SWAPPED = 3
 _CAS_UNKNOWN = 4
 
+# The cache's stand-in for any value no read still to be placed returns.
+_UNOBSERVED = object()
+
 _WINDOW_LIMIT = 24
 _POSSIBLE_VALUES_LIMIT = 8
 _CLOCK_CHECK_EVERY = 2048
@@ -527,33 +530,52 @@ class _Search:
 
         unknown_ids = list(range(known_count, len(ops)))
         unknown_invoke = [ops[index].invoke for index in unknown_ids]
-        # An unknown write matters only if some read not yet linearized
-        # returns its value: otherwise dropping it from any valid order
-        # leaves the order valid, so the search need not try it. With cas
-        # in the history a value can also be observed by a cas: no pruning.
-        prune_unknown = not any(code >= _CAS_SWAPPED for code in codes)
+        # Without cas only reads observe the register, and once no read
+        # still to be placed returns a value, that value is as good as any
+        # other nobody reads: the cache keys them all as one state, and an
+        # unknown write of such a value is never tried (dropping it from a
+        # valid order keeps the order valid).
+        only_reads_observe = not any(code >= _CAS_SWAPPED for code in codes)
         pending_reads: dict[Any, int] = {}
         for index in range(known_count):
             if codes[index] == _READ:
                 pending_reads[first[index]] = pending_reads.get(first[index], 0) + 1
 
-        def candidates(linearized: int) -> tuple[list[int], int]:
+        def candidates(linearized: int, state: Any) -> tuple[list[int], int]:
             """Operations that may take effect next, completed ones first
             (unknown ones rarely need to), and the completed operation
-            whose return bounds them."""
+            whose return bounds them.
+
+            An operation that leaves the register as it is (a read of the
+            current value, a cas whose compare fails) is the only child
+            tried when there is one: moving it to the front of any valid
+            order keeps the order valid, as nothing before it has to wait
+            for it and it changes nothing after it.
+            """
             found = []
+            unchanging = -1
             event = next_event[head]
             while not event_is_return[event]:
-                found.append(event_op[event])
+                index = event_op[event]
+                if unchanging < 0:
+                    code = codes[index]
+                    if code == _READ:
+                        if state == first[index]:
+                            unchanging = index
+                    elif code == _CAS_NOT_SWAPPED and state != first[index]:
+                        unchanging = index
+                found.append(index)
                 event = next_event[event]
             blocker = event_op[event]
+            if unchanging >= 0:
+                return [unchanging], blocker
             bound = complete_of[blocker]
             for position, index in enumerate(unknown_ids):
                 if unknown_invoke[position] > bound:
                     break
                 if linearized >> index & 1:
                     continue
-                if prune_unknown and not pending_reads.get(first[index]):
+                if only_reads_observe and not pending_reads.get(first[index]):
                     continue
                 found.append(index)
             return found, blocker
@@ -563,7 +585,7 @@ class _Search:
         state = self.initial
         remaining = known_count
         path: list[tuple[int, Any]] = []  # (operation, state before it)
-        found, blocker = candidates(0)
+        found, blocker = candidates(0, state)
         frames: list[list[Any]] = [[found, 0, blocker]]
         # Failure evidence: blocker of the deepest dead end, and the values
         # at the dead ends it caused.
@@ -604,7 +626,17 @@ class _Search:
                 # keep only the part above it, so cached keys stay small.
                 lowest_zero = (new_linearized + 1) & -(new_linearized + 1)
                 frontier = lowest_zero.bit_length() - 1
-                cache_key = (new_linearized >> frontier, frontier, new_state)
+                if not only_reads_observe:
+                    cached_state = new_state
+                elif code == _READ:
+                    cached_state = (
+                        new_state if pending_reads[new_state] > 1 else _UNOBSERVED
+                    )
+                elif pending_reads.get(new_state):
+                    cached_state = new_state
+                else:
+                    cached_state = _UNOBSERVED
+                cache_key = (new_linearized >> frontier, frontier, cached_state)
                 if cache_key in cache:
                     continue
                 cache.add(cache_key)
@@ -628,7 +660,7 @@ class _Search:
                     self.deepest = known_count
                     self.linearization = [ops[step] for step, _ in path]
                     return True
-                next_found, next_blocker = candidates(linearized)
+                next_found, next_blocker = candidates(linearized, state)
                 frames.append([next_found, 0, next_blocker])
                 descended = True
                 break

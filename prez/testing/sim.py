@@ -8,13 +8,24 @@ Two harnesses over the real `prez.raft` core, no I/O and no wall clock:
   (writes that take time, so nodes take messages while their write is in
   flight), crashes and restarts (a node keeps only what it handed to its
   disk and the disk completed, possibly crashing between the write and
-  sending its answers), and clients proposing values. `SafetyChecker` runs
+  sending its answers), clients proposing values and, with
+  `SimParams(snapshot_every=N)`, log compaction: each node snapshots its
+  state machine every N applied entries (the write takes time too) and
+  compacts, and a leader's SNAPSHOT message becomes a transfer of its newest
+  snapshot that the network may drop, delay, duplicate or break, reported
+  back to the leader's core as the server's driver would. `SafetyChecker` runs
   after every step; after the chaos the faults stop and the cluster must
   elect a leader, commit a new entry and apply it everywhere, each within a
   bound. Same seed, same run.
 - `Network`: an etcd-style synchronous harness for unit tests: steps each
   message into its target and delivers the answers until the network is
-  quiet, with per-link and per-type filters. Writes complete at once.
+  quiet, with per-link and per-type filters. Writes, snapshots and
+  snapshot transfers complete at once; a filtered-out transfer is reported
+  failed to the leader.
+
+The simulated state machine is the list of applied entries; a snapshot
+(`SnapshotFile`) is its prefix up to an index, so the checker can compare a
+node's whole applied sequence, restored prefix included, with the history.
 
 Both follow the driver contract of `prez.raft.core` exactly. Test support:
 imports the Raft core, never prez.server or prez.storage.
@@ -30,7 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prez.raft.core import NotLeader, RaftConfig, RaftNode, Ready, Role
-from prez.raft.types import Entry, EntryKind, HardState, Message, MessageType
+from prez.raft.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    MessageType,
+    SnapshotMeta,
+)
 from prez.testing.invariants import InvariantViolation, SafetyChecker
 
 TICK = 10  # simulated time units per tick; message and disk delays use units
@@ -45,6 +63,7 @@ _TYPE_NAMES: dict[int, str] = {
     MessageType.TIMEOUT_NOW: "TIMEOUT_NOW",
     MessageType.HEARTBEAT: "HB",
     MessageType.HEARTBEAT_RESP: "HB_RESP",
+    MessageType.SNAPSHOT: "SNAP",
 }
 
 
@@ -53,7 +72,12 @@ def describe_message(msg: Message) -> str:
     text = (
         f"{msg.src}->{msg.dst} {_TYPE_NAMES.get(msg.type, str(msg.type))} t{msg.term}"
     )
-    if msg.type in (MessageType.APPEND, MessageType.VOTE, MessageType.PRE_VOTE):
+    if msg.type in (
+        MessageType.APPEND,
+        MessageType.VOTE,
+        MessageType.PRE_VOTE,
+        MessageType.SNAPSHOT,
+    ):
         text += f" log={msg.index}/{msg.log_term}"
     if msg.type in (MessageType.APPEND, MessageType.HEARTBEAT):
         text += f" commit={msg.commit}"
@@ -69,27 +93,83 @@ def describe_message(msg: Message) -> str:
     return text
 
 
+@dataclass(frozen=True, eq=False)
+class SnapshotFile:
+    """A simulated state machine snapshot: the applied entries 1..index."""
+
+    index: int
+    term: int
+    entries: tuple[Entry, ...]
+
+    @property
+    def meta(self) -> SnapshotMeta:
+        return SnapshotMeta(self.index, self.term)
+
+
 class Disk:
-    """A node's durable storage: what a completed Ready write left behind."""
+    """A node's durable storage: what completed writes left behind, the
+    newest snapshot and the log after it."""
 
     def __init__(self) -> None:
         self.hard_state = HardState()
-        self.entries: list[Entry] = []  # entries[i].index == i + 1
+        self.snapshot: SnapshotFile | None = None
+        self.entries: list[Entry] = []  # entries[i].index == offset + i + 1
+
+    @property
+    def offset(self) -> int:
+        return self.snapshot.index if self.snapshot is not None else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.offset + len(self.entries)
 
     def persist(self, hard_state: HardState | None, entries: list[Entry]) -> None:
         if entries:
             first = entries[0].index
-            if first > len(self.entries) + 1:
+            offset = self.offset
+            if first > self.last_index + 1 or first <= offset:
                 raise InvariantViolation(
                     "ready entries contiguous",
-                    f"write starts at {first} after {len(self.entries)} durable entries",
+                    f"write starts at {first}, durable log is {offset}+1.."
+                    f"{self.last_index}",
                 )
-            del self.entries[first - 1 :]
+            del self.entries[first - offset - 1 :]
             self.entries.extend(entries)
         if hard_state is not None:
             self.hard_state = HardState(
                 hard_state.term, hard_state.vote, hard_state.commit
             )
+
+    def reset_to(self, snapshot: SnapshotFile) -> None:
+        """A snapshot from the leader becomes the base: an empty log after it."""
+        self.snapshot = snapshot
+        self.entries = []
+
+    def compact(self, snapshot: SnapshotFile) -> bool:
+        """Our own newer snapshot becomes the base; the entries it covers go."""
+        if snapshot.index <= self.offset:
+            return False
+        if snapshot.index > self.last_index:
+            raise InvariantViolation(
+                "snapshot of durable entries",
+                f"snapshot at {snapshot.index} but the log is durable up to "
+                f"{self.last_index}",
+            )
+        del self.entries[: snapshot.index - self.offset]
+        self.snapshot = snapshot
+        return True
+
+    def recovered(self) -> tuple[HardState, list[Entry], SnapshotMeta | None]:
+        """What a restarting node is handed: copies of the durable state."""
+        hard = self.hard_state
+        snapshot = self.snapshot.meta if self.snapshot is not None else None
+        return HardState(hard.term, hard.vote, hard.commit), list(self.entries), snapshot
+
+
+def take_snapshot(state: list[Entry]) -> SnapshotFile:
+    """A snapshot of a state machine that applied `state` (indexes 1..n)."""
+    index = len(state)
+    return SnapshotFile(index, state[-1].term if state else 0, tuple(state))
 
 
 # -- the randomized simulation ------------------------------------------------
@@ -131,6 +211,13 @@ class SimParams:
     # as a server's flow control would.
     max_backlog: int = 200
     max_value_bytes: int = 48
+    # Log compaction: a node snapshots every `snapshot_every` applied
+    # entries (0: never); writing the snapshot takes up to
+    # `max_snapshot_delay` units; this share of snapshot transfers breaks
+    # (on top of the network's drops), reported to the leader as a failure.
+    snapshot_every: int = 0
+    max_snapshot_delay: int = 0
+    snapshot_fail_rate: float = 0.0
 
     @classmethod
     def draw(cls, rng: random.Random, nodes: int) -> SimParams:
@@ -159,6 +246,13 @@ class SimParams:
             proposal_rate=rng.choice([0.2, 0.6, 1.0]),
         )
 
+    def draw_snapshots(self, rng: random.Random, every: int) -> None:
+        """Turn compaction on, drawing its faults from the seed (separately
+        from `draw`, so that runs without snapshots replay as before)."""
+        self.snapshot_every = every
+        self.max_snapshot_delay = rng.choice([0, 5, 20])
+        self.snapshot_fail_rate = rng.choice([0.05, 0.2, 0.4])
+
 
 @dataclass
 class SimNode:
@@ -169,7 +263,13 @@ class SimNode:
     life: int = 0  # bumped on every crash: in-flight writes of a dead life are lost
     writing: Ready | None = None  # the Ready whose write is in flight
     down_until: int = 0  # tick at which a crashed node restarts
-    applied: list[Entry] = field(default_factory=list)  # this life's state machine
+    # The state machine: every applied entry from index 1 (a restored
+    # snapshot's followed by those applied since).
+    applied: list[Entry] = field(default_factory=list)
+    # A snapshot received from the leader and stepped into the node, not yet
+    # the durable base (a temporary file: a crash loses it).
+    incoming: SnapshotFile | None = None
+    snapshotting: bool = False  # our own snapshot's write is in flight
 
 
 @dataclass
@@ -185,6 +285,10 @@ class SimReport:
     election_ticks: int  # ticks from healing to a leader
     commit_ticks: int  # ticks from healing to a new entry committed
     catch_up_ticks: int  # further ticks until every node applied it
+    snapshots_taken: int = 0  # own snapshots written (each compacts the log)
+    snapshots_sent: int = 0  # SNAPSHOT messages: transfers started
+    snapshots_installed: int = 0  # transfers a follower's core installed
+    snapshot_failures: int = 0  # transfers reported failed to the leader
 
 
 class SimFailure(AssertionError):
@@ -194,6 +298,9 @@ class SimFailure(AssertionError):
 # Event kinds in the queue.
 _DELIVER = 0
 _WRITE_DONE = 1
+_SNAPSHOT_DONE = 2  # own snapshot durable: (name, life, file)
+_TRANSFER = 3  # a snapshot transfer arrives: (msg, file, duplicate)
+_REPORT = 4  # the leader's driver learns a transfer's fate: (src, life, dst, ok)
 
 
 class Simulation:
@@ -206,11 +313,14 @@ class Simulation:
         params: SimParams | None = None,
         replay_hint: str = "",
         trace_length: int = 40,
+        snapshot_every: int = 0,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         if params is None:
             params = SimParams.draw(self.rng, nodes or (3 if seed % 2 == 0 else 5))
+            if snapshot_every:
+                params.draw_snapshots(self.rng, snapshot_every)
         self.params = params
         self.replay_hint = replay_hint
         self.trace_length = trace_length
@@ -246,6 +356,10 @@ class Simulation:
         self.crashes = 0
         self.partitions = 0
         self.elections: set[tuple[int, str]] = set()
+        self.snapshots_taken = 0
+        self.snapshots_sent = 0
+        self.snapshots_installed = 0
+        self.snapshot_failures = 0
         for member in self.members.values():
             self._start(member)
 
@@ -259,6 +373,7 @@ class Simulation:
                 self._run_tick()
             healed_at = self._heal()
             elected, committed, catch_up = self._await_liveness(healed_at)
+            self.checker.check_committed_durable()
         except (InvariantViolation, AssertionError) as failure:
             raise SimFailure(self._failure_text(failure)) from failure
         return SimReport(
@@ -273,6 +388,10 @@ class Simulation:
             election_ticks=elected,
             commit_ticks=committed,
             catch_up_ticks=catch_up,
+            snapshots_taken=self.snapshots_taken,
+            snapshots_sent=self.snapshots_sent,
+            snapshots_installed=self.snapshots_installed,
+            snapshot_failures=self.snapshot_failures,
         )
 
     def _failure_text(self, failure: BaseException) -> str:
@@ -304,8 +423,14 @@ class Simulation:
             self.now = when
             if kind == _DELIVER:
                 self._deliver(payload)
-            else:
+            elif kind == _WRITE_DONE:
                 self._write_done(*payload)
+            elif kind == _SNAPSHOT_DONE:
+                self._snapshot_done(*payload)
+            elif kind == _TRANSFER:
+                self._transfer_arrives(*payload)
+            else:
+                self._report(*payload)
         self.now = end
         self.tick_count += 1
         for member in self.members.values():
@@ -387,19 +512,23 @@ class Simulation:
 
     def _start(self, member: SimNode) -> None:
         disk = member.disk
+        hard, entries, snapshot = disk.recovered()
         member.node = RaftNode(
             member.config,
             random.Random(self.rng.getrandbits(32)),
-            HardState(
-                disk.hard_state.term, disk.hard_state.vote, disk.hard_state.commit
-            ),
-            list(disk.entries),
+            hard,
+            entries,
+            applied=disk.offset,
+            snapshot=snapshot,
         )
-        member.applied = []
+        # The state machine restarts from the snapshot (the driver loads it).
+        member.applied = list(disk.snapshot.entries) if disk.snapshot else []
         member.writing = None
+        member.incoming = None
+        member.snapshotting = False
         self._record(
             "start",
-            f"{member.name} term {disk.hard_state.term} log {len(disk.entries)}",
+            f"{member.name} term {hard.term} log {disk.offset}+1..{disk.last_index}",
         )
         self.checker.on_restart(member.node, disk)
         self._after_input(member)
@@ -409,8 +538,11 @@ class Simulation:
         member.writing = None
         member.life += 1
         member.down_until = self.tick_count + downtime
+        member.incoming = None
+        member.snapshotting = False
         self.crashes += 1
         self.checker.on_crash(member.name)
+        self.checker.check_committed_durable()
         self._record("crash", f"{member.name} for {downtime} ticks")
 
     def _after_input(self, member: SimNode) -> None:
@@ -447,23 +579,154 @@ class Simulation:
         rd = member.writing
         node = member.node
         assert node is not None
-        # 2. The write completes: entries, then hard state.
-        before = member.disk.hard_state
-        member.disk.persist(rd.hard_state, rd.entries)
-        self.checker.check_persist(name, before, member.disk.hard_state)
+        disk = member.disk
+        installed = None
+        if rd.snapshot is not None:
+            # 2. The received snapshot becomes the durable base.
+            installed = member.incoming
+            if installed is None or installed.meta != rd.snapshot:
+                raise InvariantViolation(
+                    "ready snapshot received",
+                    f"{name} was handed {rd.snapshot}, holds {installed}",
+                )
+            member.incoming = None
+            disk.reset_to(installed)
+        # 3. The write completes: entries, then hard state.
+        before = disk.hard_state
+        disk.persist(rd.hard_state, rd.entries)
+        self.checker.check_persist(name, before, disk.hard_state)
         if self.chaos and self.rng.random() < self.params.crash_after_write_rate:
             # Durable, but the answers never left and nothing was applied.
             self._crash(member, self.rng.randrange(1, self.params.max_downtime + 1))
             return
-        # 3. Answers that speak for durable state.
+        # 4. Answers that speak for durable state.
         for msg in rd.persisted_messages:
-            self.checker.check_persisted_message(msg, member.disk)
+            self.checker.check_persisted_message(msg, disk)
             self._send(msg)
-        # 4. Apply, 5. advance.
+        # 5. Load the snapshot, apply, 6. advance.
+        if installed is not None:
+            self.checker.check_restore(name, installed)
+            member.applied = list(installed.entries)
         self.checker.check_apply(name, rd.committed_entries)
         member.applied.extend(rd.committed_entries)
         member.writing = None
         node.advance(rd)
+        self._maybe_snapshot(member)
+        self._after_input(member)
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def _maybe_snapshot(self, member: SimNode) -> None:
+        """The node's own compaction policy: every `snapshot_every` applied
+        entries, write a snapshot (taking time), then compact."""
+        every = self.params.snapshot_every
+        if (
+            not every
+            or member.snapshotting
+            or len(member.applied) - member.disk.offset < every
+        ):
+            return
+        snapshot = take_snapshot(member.applied)
+        self.checker.check_snapshot(member.name, snapshot)
+        member.snapshotting = True
+        delay = self.rng.randint(0, self.params.max_snapshot_delay)
+        if delay == 0:
+            self._snapshot_done(member.name, member.life, snapshot)
+        else:
+            self._push(
+                self.now + delay, _SNAPSHOT_DONE, (member.name, member.life, snapshot)
+            )
+
+    def _snapshot_done(self, name: str, life: int, snapshot: SnapshotFile) -> None:
+        member = self.members[name]
+        if member.life != life:
+            return  # crashed while writing: the temporary file is gone
+        member.snapshotting = False
+        node = member.node
+        assert node is not None
+        # A snapshot installed from the leader meanwhile may be newer.
+        if member.disk.compact(snapshot):
+            self.snapshots_taken += 1
+            self._record("snapshot", f"{name} at {snapshot.index}/{snapshot.term}")
+            node.compact(snapshot.index)
+
+    def _newest_file(self, member: SimNode) -> SnapshotFile | None:
+        files = [f for f in (member.disk.snapshot, member.incoming) if f is not None]
+        return max(files, key=lambda f: f.index) if files else None
+
+    def _start_transfer(self, msg: Message) -> None:
+        """The leader's driver saw a SNAPSHOT message: stream its newest
+        snapshot; the network decides whether it gets through."""
+        params, rng = self.params, self.rng
+        source = self.members[msg.src]
+        file = self._newest_file(source)
+        if file is None or file.index < msg.index:
+            raise InvariantViolation(
+                "snapshot to send",
+                f"{msg.src} asked to send a snapshot at {msg.index}, holds {file}",
+            )
+        self.snapshots_sent += 1
+        self._record("transfer", f"{msg.src}->{msg.dst} snapshot {file.index}")
+        if (params.drop_rate and rng.random() < params.drop_rate) or (
+            params.snapshot_fail_rate and rng.random() < params.snapshot_fail_rate
+        ):
+            self._record("transfer broken", msg)
+            self._push_report(msg, ok=False)
+            return
+        when = self.now + rng.randint(1, params.max_delay)
+        link = (msg.src, msg.dst)
+        when = max(when, self.link_clock.get(link, 0))
+        self.link_clock[link] = when
+        self._push(when, _TRANSFER, (msg, file, False))
+        if params.dup_rate and rng.random() < params.dup_rate:
+            self._push(
+                self.now + rng.randint(1, params.max_delay),
+                _TRANSFER,
+                (msg, file, True),
+            )
+
+    def _transfer_arrives(
+        self, msg: Message, file: SnapshotFile, duplicate: bool
+    ) -> None:
+        member = self.members[msg.dst]
+        node = member.node
+        if node is None or self.group[msg.src] != self.group[msg.dst]:
+            self._record("transfer lost", msg)
+            if not duplicate:
+                self._push_report(msg, ok=False)
+            return
+        # The follower's driver holds the whole verified file: step it in.
+        stepped = Message(
+            MessageType.SNAPSHOT,
+            msg.term,
+            msg.src,
+            msg.dst,
+            index=file.index,
+            log_term=file.term,
+        )
+        self._record("deliver", stepped)
+        before = node.snapshot
+        node.step(stepped)
+        if node.snapshot == file.meta and before != file.meta:
+            member.incoming = file
+            self.snapshots_installed += 1
+        self._after_input(member)
+        if not duplicate:
+            self._push_report(msg, ok=True)
+
+    def _push_report(self, msg: Message, ok: bool) -> None:
+        if not ok:
+            self.snapshot_failures += 1
+        source = self.members[msg.src]
+        when = self.now + self.rng.randint(1, self.params.max_delay)
+        self._push(when, _REPORT, (msg.src, source.life, msg.dst, ok))
+
+    def _report(self, name: str, life: int, peer: str, ok: bool) -> None:
+        member = self.members[name]
+        if member.life != life or member.node is None:
+            return  # the leader's driver died with its transfer
+        self._record("report", f"{name} snapshot to {peer} {'ok' if ok else 'FAILED'}")
+        member.node.report_snapshot(peer, ok)
         self._after_input(member)
 
     # -- network -------------------------------------------------------------------
@@ -475,6 +738,9 @@ class Simulation:
     def _send(self, msg: Message) -> None:
         params, rng = self.params, self.rng
         self.messages += 1
+        if msg.type == MessageType.SNAPSHOT:
+            self._start_transfer(msg)
+            return
         if params.drop_rate and rng.random() < params.drop_rate:
             self._record("drop", msg)
             return
@@ -503,6 +769,7 @@ class Simulation:
         self.params.drop_rate = 0.0
         self.params.dup_rate = 0.0
         self.params.reorder_rate = 0.0
+        self.params.snapshot_fail_rate = 0.0
         self._set_groups({name: 0 for name in self.names}, "heal all")
         for member in self.members.values():
             if member.node is None:
@@ -611,7 +878,10 @@ class Network:
                 configure(config)
             self.configs[name] = config
         self.nodes: dict[str, RaftNode] = {}
+        # Each node's state machine: every applied entry from index 1.
         self.applied: dict[str, list[Entry]] = {name: [] for name in self.names}
+        self.incoming: dict[str, SnapshotFile] = {}  # received, not yet the base
+        self.transfers: list[tuple[str, str, bool]] = []  # (src, dst, ok)
         self.checker = SafetyChecker(self.names, self.disks)
         self.cut: set[frozenset[str]] = set()
         self.isolated: set[str] = set()
@@ -635,16 +905,18 @@ class Network:
             disk.entries = list(entries)
         if hard is not None:
             disk.hard_state = hard
+        recovered_hard, recovered_entries, snapshot = disk.recovered()
         node = RaftNode(
             self.configs[name],
             random.Random(self.rng.getrandbits(32)),
-            HardState(
-                disk.hard_state.term, disk.hard_state.vote, disk.hard_state.commit
-            ),
-            list(disk.entries),
+            recovered_hard,
+            recovered_entries,
+            applied=disk.offset,
+            snapshot=snapshot,
         )
         self.nodes[name] = node
-        self.applied[name] = []
+        self.applied[name] = list(disk.snapshot.entries) if disk.snapshot else []
+        self.incoming.pop(name, None)
         if entries is None and hard is None:
             self.checker.on_restart(node, disk)
         return node
@@ -652,22 +924,42 @@ class Network:
     def crash(self, name: str) -> None:
         """Stop a node: unflushed output is lost, its disk stays."""
         del self.nodes[name]
+        self.incoming.pop(name, None)
         self.checker.on_crash(name)
+
+    def compact(self, name: str, index: int | None = None) -> SnapshotFile:
+        """Snapshot `name`'s state machine at `index` (default: all it
+        applied), durably, and compact its log there."""
+        state = self.applied[name]
+        snapshot = take_snapshot(state if index is None else state[:index])
+        self.checker.check_snapshot(name, snapshot)
+        self.disks[name].compact(snapshot)
+        self.nodes[name].compact(snapshot.index)
+        return snapshot
 
     def process(self, name: str) -> None:
         """Drain the node's Readys by the driver contract, queueing messages."""
         node = self.nodes[name]
         self.checker.check_node(node)
+        disk = self.disks[name]
         while node.has_ready():
             rd = node.ready()
             self.checker.check_ready_entries(node, rd.entries)
             self.outbox.extend(rd.messages)
-            before = self.disks[name].hard_state
-            self.disks[name].persist(rd.hard_state, rd.entries)
-            self.checker.check_persist(name, before, self.disks[name].hard_state)
+            installed = None
+            if rd.snapshot is not None:
+                installed = self.incoming.pop(name)
+                assert installed.meta == rd.snapshot
+                disk.reset_to(installed)
+            before = disk.hard_state
+            disk.persist(rd.hard_state, rd.entries)
+            self.checker.check_persist(name, before, disk.hard_state)
             for msg in rd.persisted_messages:
-                self.checker.check_persisted_message(msg, self.disks[name])
+                self.checker.check_persisted_message(msg, disk)
             self.outbox.extend(rd.persisted_messages)
+            if installed is not None:
+                self.checker.check_restore(name, installed)
+                self.applied[name] = list(installed.entries)
             self.checker.check_apply(name, rd.committed_entries)
             self.applied[name].extend(rd.committed_entries)
             node.advance(rd)
@@ -690,14 +982,51 @@ class Network:
         while self.outbox:
             msg = self.outbox.popleft()
             if not self._passes(msg):
+                if msg.type == MessageType.SNAPSHOT:
+                    self._report(msg, ok=False)  # the transfer broke
                 continue
             stepped += 1
             if stepped > max_messages:
                 raise AssertionError("network did not quiesce")
             self.delivered.append(msg)
+            if msg.type == MessageType.SNAPSHOT:
+                self._transfer(msg)
+                continue
             self.nodes[msg.dst].step(msg)
             self.process(msg.dst)
         return stepped
+
+    def _transfer(self, msg: Message) -> None:
+        """A SNAPSHOT message that got through: the leader's newest snapshot
+        arrives whole, the follower's driver steps it in, the leader's
+        driver reports success."""
+        disk = self.disks[msg.src]
+        file = max(
+            (f for f in (disk.snapshot, self.incoming.get(msg.src)) if f is not None),
+            key=lambda f: f.index,
+        )
+        node = self.nodes[msg.dst]
+        before = node.snapshot
+        node.step(
+            Message(
+                MessageType.SNAPSHOT,
+                msg.term,
+                msg.src,
+                msg.dst,
+                index=file.index,
+                log_term=file.term,
+            )
+        )
+        if node.snapshot == file.meta and before != file.meta:
+            self.incoming[msg.dst] = file
+        self.process(msg.dst)
+        self._report(msg, ok=True)
+
+    def _report(self, msg: Message, ok: bool) -> None:
+        self.transfers.append((msg.src, msg.dst, ok))
+        if msg.src in self.nodes:
+            self.nodes[msg.src].report_snapshot(msg.dst, ok)
+            self.process(msg.src)
 
     def tick(self, name: str, ticks: int = 1) -> None:
         for _ in range(ticks):
