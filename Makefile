@@ -56,7 +56,7 @@ test-quick: build
 	$(PY) -m pytest tests -q -m 'not integration'
 
 bench: build
-	$(PY) -m pytest bench --benchmark-only --benchmark-autosave -s
+	$(PY) -m pytest bench --benchmark-autosave -s
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check prez tests bench

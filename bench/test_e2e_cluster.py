@@ -49,9 +49,6 @@ def test_cluster_vs_durable_redis(
     prez_cluster(root, "start", "3", "--port", str(base), "--cluster-port", str(bus))
     rows = []
     try:
-        for d in node_dirs(root):  # quiet logs: the benchmark measures the write path
-            with open(d / "prez.conf", "a") as f:
-                f.write("")
         ports = [read_port(d) for d in node_dirs(root)]
         leader = next(p for p in ports if info(p).get("raft_role") == "leader")
         with redis_server(

@@ -419,3 +419,49 @@ def test_prez_cluster_tool_start_status_stop(tmp_path: Path) -> None:
         out = tool("stop")
     assert out.count("stopped") == 3
     assert "down" in tool("status")
+
+
+def test_write_too_large_for_the_log_is_refused_and_the_cluster_carries_on(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
+        leader = cluster.leader()
+        c = cluster.client(leader, socket_timeout=30)
+        with pytest.raises(
+            redis.ResponseError, match="larger than the replicated log takes"
+        ):
+            c.set("huge", b"x" * (61 * 1024 * 1024))
+        assert c.set("small", "1")
+        follower = cluster.followers(leader)[0]
+        f = cluster.client(follower, socket_timeout=30)
+        with pytest.raises(
+            redis.ResponseError, match="larger than the replicated log takes"
+        ):
+            f.set("huge", b"x" * (61 * 1024 * 1024))  # forwarded, refused by the leader
+        assert f.set("small2", "2")
+        c.close()
+        f.close()
+
+
+def test_active_expiry_is_replicated(tmp_path: Path) -> None:
+    with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
+        leader = cluster.leader()
+        c = cluster.client(leader)
+        for i in range(30):
+            c.set(f"e{i}", i, px=50)
+        c.set("kept", "1")
+        # Deleted from memory (not only hidden) by the sweeper, on every replica.
+        for node in cluster.nodes:
+            with cluster.client(node) as client:
+                wait_until(
+                    lambda client=client: client.info("stats")["expired_keys"] >= 30,
+                    10,
+                    what="the sweep applied",
+                )
+        digests = {
+            cluster.client(n).execute_command("DEBUG", "DIGEST") for n in cluster.nodes
+        }
+        assert len(digests) == 1
+        with cluster.client(leader) as client:
+            assert client.dbsize() == 1 and client.get("kept") == b"1"
+        c.close()

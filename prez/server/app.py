@@ -75,7 +75,7 @@ class Server:
 
             self.driver: Any = RaftDriver(self, load_members(nodes_file))
         else:
-            self.driver = LocalDriver(self.store, self.commands)
+            self.driver = LocalDriver(self.store, self.commands, self.count_expired)
         self.clients: dict[int, ClientConnection] = {}
         self.stats = Stats()
         self._next_client_id = 0
@@ -169,24 +169,30 @@ class Server:
 
         Deletion is a replicated write (`prez.expire`, which removes a key only
         if it is expired at the entry's time), so every replica drops the same
-        keys at the same point in the log.
+        keys at the same point in the log. Only the leader proposes it.
         """
-        entry = self.expire_entry
-        if entry is None:
+        if self.expire_entry is None:
             return
         while True:
             await asyncio.sleep(1 / self.config["hz"])
-            now = time.time_ns() // 1_000_000
-            for db in self.store.dbs:
-                if not db.expires:
-                    continue
+            try:
+                self._expire_cycle()
+            except Exception as e:  # noqa: BLE001 - the sweeper must outlive a bad cycle
+                log.warning(f"Active expiry cycle failed: {e!r}")
+
+    def _expire_cycle(self) -> None:
+        if not self.driver.is_leader():
+            return
+        now = time.time_ns() // 1_000_000
+        for db in self.store.dbs:
+            if db.expires:
                 keys = db.expired_keys(now, EXPIRE_BATCH)
                 if keys:
-                    result = self.driver.propose(
-                        entry, db.index, [b"prez.expire", *keys], now
-                    )
-                    if isinstance(result, int):
-                        self.stats.expired_keys += result
+                    self.driver.propose_internal(db.index, [b"prez.expire", *keys], now)
+
+    def count_expired(self, deleted: int) -> None:
+        """Called when a `prez.expire` entry is applied."""
+        self.stats.expired_keys += deleted
 
     # INFO
 

@@ -9,6 +9,7 @@ accepts either: a plain reply value or an `asyncio.Future` of one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prez.kv import KVStore
@@ -42,9 +43,15 @@ class LocalDriver:
     reads_local = True
     writes_local = True
 
-    def __init__(self, store: KVStore, commands: dict[str, CommandEntry]) -> None:
+    def __init__(
+        self,
+        store: KVStore,
+        commands: dict[str, CommandEntry],
+        on_expired: Callable[[int], None],
+    ) -> None:
         self.store = store
         self.commands = commands
+        self.on_expired = on_expired
 
     def propose(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
@@ -61,4 +68,6 @@ class LocalDriver:
 
     def propose_internal(self, db: int, args: list[bytes], now: int) -> None:
         entry = self.commands[args[0].decode()]
-        entry.handler(self.store.dbs[db], args, now)
+        result = entry.handler(self.store.dbs[db], args, now)
+        if entry.name == "prez.expire" and isinstance(result, int):
+            self.on_expired(result)

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from prez.server.dispatch import CommandEntry
 
 Future = asyncio.Future
+# The largest write the log takes: one entry must fit in one cluster-bus frame
+# (prez._core.wire.DEFAULT_MAX_FRAME_SIZE, 64 MiB) with room for the headers.
+MAX_ENTRY_BYTES = 60 * 1024 * 1024
 
 
 class RaftDriver:
@@ -102,7 +105,9 @@ class RaftDriver:
         self.leader_changes = 0
         self.elections = 0
         self.proposals = 0
-        self.last_contact: dict[str, float] = {}  # member -> monotonic time of its last message
+        self.last_contact: dict[
+            str, float
+        ] = {}  # member -> monotonic time of its last message
 
     # -- life cycle ------------------------------------------------------------
 
@@ -154,12 +159,23 @@ class RaftDriver:
         node = self.node
         assert node is not None
         if self.role is Role.LEADER:
+            data = encode_command(now, client.db, args)
+            if len(data) > MAX_ENTRY_BYTES:
+                raise CommandError(
+                    f"ERR write of {len(data)} bytes is larger than the replicated "
+                    f"log takes ({MAX_ENTRY_BYTES} bytes per entry)"
+                )
             try:
-                index = node.propose(encode_command(now, client.db, args))
+                index = node.propose(data)
             except NotLeader:
                 pass
             else:
                 reply = Deferred(client)
+                stale = self.pending.get(index)
+                if stale is not None:
+                    # The index was reused after a truncation: the old write
+                    # at it may or may not survive elsewhere.
+                    self._resolve(stale[1], CommandError(OUTCOME_UNKNOWN))
                 self.pending[index] = (node.term, reply)
                 self.proposals += 1
                 self._kick()
@@ -338,6 +354,17 @@ class RaftDriver:
                     # skips this entry the same way.
                     log.warning(f"Log entry {entry.index} is malformed ({e}); skipped")
                     result = CommandError(f"ERR log entry {entry.index} is malformed")
+                except Exception as e:  # noqa: BLE001 - see below
+                    # A bug in a command must not stop the node: every replica
+                    # hits it on the same entry and answers the same error, so
+                    # they still agree, and a restart would only hit it again.
+                    log.warning(f"Applying log entry {entry.index} failed: {e!r}")
+                    result = CommandError(
+                        f"ERR internal error applying the command: {e!r}"
+                    )
+                else:
+                    if args[0] == b"prez.expire" and type(result) is int:
+                        self.server.count_expired(result)
             else:
                 result = None
             self.applied = entry.index
@@ -357,11 +384,14 @@ class RaftDriver:
         soft = rd.soft_state
         assert soft is not None
         was_leader = self.role is Role.LEADER
+        old_term = self.term
         if soft.leader != self.leader:
             self.leader_changes += 1
             self.forwarder.leader_changed()
         self.role, self.leader, self.term = soft.role, soft.leader, soft.term
-        if was_leader and soft.role is not Role.LEADER:
+        # Leadership lost, or lost and regained in a later term between two
+        # Readys: either way the writes waiting may or may not survive.
+        if was_leader and (soft.role is not Role.LEADER or soft.term != old_term):
             self._fail_pending(CommandError(OUTCOME_UNKNOWN))
         if soft.role is Role.LEADER:
             log.notice(f"Became leader for term {soft.term}")
@@ -373,6 +403,12 @@ class RaftDriver:
             log.verbose(f"Starting an election ({soft.role.value}) in term {soft.term}")
         else:
             log.notice(f"No leader known in term {soft.term}")
+
+    @staticmethod
+    def _resolve(reply: Deferred, value: Any) -> None:
+        reply.value = value
+        reply.done = True
+        reply.client.drain()
 
     def _fail_pending(self, error: CommandError) -> None:
         pending, self.pending = self.pending, {}
@@ -421,7 +457,9 @@ class RaftDriver:
             "raft_elections_started": self.elections,
             "raft_read_mode": self.config["read-mode"],
             "raft_proposals": self.proposals,
-            "raft_reads": sum(e.calls for e in self.server.commands.values() if e.kind == 0),
+            "raft_reads": sum(
+                e.calls for e in self.server.commands.values() if e.kind == 0
+            ),
             "raft_forwarded": self.server.stats.forwarded,
         }
         for name in self.members:

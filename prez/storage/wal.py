@@ -103,7 +103,10 @@ class WAL:
         """
         if self._opened:
             raise RuntimeError("WAL already open")
-        os.makedirs(self.raft_dir, exist_ok=True)
+        if not os.path.isdir(self.raft_dir):
+            os.makedirs(self.raft_dir, exist_ok=True)
+            # The new directory's own entry must survive a power loss too.
+            fsync_dir(os.path.dirname(os.path.abspath(self.raft_dir)))
         self.recovery_warnings = []
         state = load_hard_state(self.raft_dir)
         self._saved_state = HardState(state.term, state.vote, state.commit)
