@@ -32,6 +32,7 @@ from prez._core.replyframe_py import ReplyFramer
 from prez._core.replytypes import Raw
 from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, ProtocolError
 from prez.server.logging import log
+from prez.server.peer import outbound_local_addr
 
 # Safe to retry: the request was never written to the leader.
 LEADER_UNREACHABLE = "CLUSTERDOWN The leader is unreachable"
@@ -129,9 +130,17 @@ def _error_text(reply: bytes) -> str | None:
 class Forwarder:
     """Sends writes to the leader and returns Futures of its raw replies."""
 
-    def __init__(self, password: str = "", max_pending: int = 100_000) -> None:
+    def __init__(
+        self,
+        password: str = "",
+        max_pending: int = 100_000,
+        *,
+        source_host: str | None = None,
+    ) -> None:
         self.password = password
         self.max_pending = max_pending
+        # Connections start from this node's own address (see prez.server.peer).
+        self.local_addr = outbound_local_addr(source_host)
         self.stats = ForwardStats()
         self.warnings = _RateLimitedWarnings()
         self._connections: dict[tuple[str, bool], _LeaderConnection] = {}
@@ -267,7 +276,10 @@ class _LeaderConnection(asyncio.Protocol):
         try:
             host, port = split_address(self.addr)
             await asyncio.wait_for(
-                self.loop.create_connection(lambda: self, host, port), CONNECT_TIMEOUT
+                self.loop.create_connection(
+                    lambda: self, host, port, local_addr=self.forwarder.local_addr
+                ),
+                CONNECT_TIMEOUT,
             )
         except (TimeoutError, OSError, ValueError) as e:
             reason = str(e) or type(e).__name__

@@ -15,6 +15,11 @@ Sending never blocks: a batch of messages (one Raft Ready) is encoded,
 grouped per destination and written with one `transport.write` per peer.
 Messages for a peer that is down, unknown or too far behind in reading
 (its write buffer above `max_buffer`) are dropped and counted; Raft resends.
+
+Outbound connections start from `source_host` when it is given (the address
+this node binds): otherwise the kernel would pick 127.0.0.1 for every
+loopback destination, and a test could not tell nodes on 127.0.0.X apart
+by address to cut the links between them (prez.testing.partition).
 """
 
 from __future__ import annotations
@@ -78,6 +83,20 @@ def _format_addr(addr: object) -> str:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return f"{addr[0]}:{addr[1]}"
     return str(addr)
+
+
+def outbound_local_addr(source_host: str | None) -> tuple[str, int] | None:
+    """The `local_addr` for outbound connections from `source_host`.
+
+    None (the kernel chooses) for no host or a wildcard one, which names
+    no single address to start from.
+    """
+    if source_host is None or source_host in _WILDCARD_HOSTS:
+        return None
+    return (source_host, 0)
+
+
+_WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::", "::*"})
 
 
 def _normalized(members: dict[str, Address]) -> dict[str, Address]:
@@ -312,6 +331,7 @@ class PeerBus:
         cluster_id: str = "",
         max_buffer: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
+        source_host: str | None = None,
     ) -> None:
         self.name = name
         self.cluster_id = cluster_id
@@ -329,6 +349,7 @@ class PeerBus:
         self._server: asyncio.Server | None = None
         self._hello = encode_hello(name, client_addr, cluster_id)
         self._rng = rng if rng is not None else random.Random()
+        self._local_addr = outbound_local_addr(source_host)
         self._warnings = _WarningLimiter()
         self._started = False
         self._closing = False
@@ -414,7 +435,10 @@ class PeerBus:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     transport, _ = await loop.create_connection(
-                        partial(_OutboundProtocol, link, lost), host, port
+                        partial(_OutboundProtocol, link, lost),
+                        host,
+                        port,
+                        local_addr=self._local_addr,
                     )
             except (OSError, TimeoutError) as exc:
                 log.debug(

@@ -87,8 +87,12 @@ class RaftDriver:
         self.node: RaftNode | None = None
         host = config["bind"][0]
         self.client_addr = f"{host}:{config['port']}"
-        self.bus = PeerBus(self.name, self.client_addr, members, self._on_message)
-        self.forwarder = Forwarder(password=config["requirepass"])
+        # Outbound connections leave from this node's own address, so that a
+        # node is one address on the network (partition tests rely on it).
+        self.bus = PeerBus(
+            self.name, self.client_addr, members, self._on_message, source_host=host
+        )
+        self.forwarder = Forwarder(password=config["requirepass"], source_host=host)
         self.pending: dict[int, tuple[int, Deferred]] = {}  # index -> (term, reply)
         self.applied = 0
         self._wakeup: asyncio.Event | None = None

@@ -1,19 +1,56 @@
-"""A cluster of real prez-server processes on 127.0.0.1, for tests.
+"""A cluster of real prez-server processes on loopback addresses, for tests.
 
 Each node has its own directory with prez.conf and nodes.conf, free client
 and cluster ports, and short timeouts (cluster-node-timeout 500 by default)
 so that elections take a fraction of a second. Helpers wait on conditions
 with deadlines; `stop()` always ends every process.
+
+Nodes bind 127.0.0.1 by default. With `own_hosts=True` each node binds an
+address of its own (127.A.B.1, 127.A.B.2, ...; see
+prez.testing.partition.loopback_hosts) for clients and the cluster bus alike,
+so that prez.testing.partition can cut the links between nodes.
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from prez.testing.partition import loopback_hosts
 from prez.testing.procs import HOST, ServerProcess, free_port, wait_until
+
+
+def ping_at(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a node answers PING at host:port (NOAUTH counts: it serves)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+class OwnHostServer(ServerProcess):
+    """A ServerProcess that binds only its own loopback address `host`."""
+
+    def __init__(
+        self, directory: Path, host: str, port: int, config: dict[str, str]
+    ) -> None:
+        super().__init__(directory, port=port, config={**config, "bind": host})
+        self.host = host
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"prez-server exited with {self.proc.returncode}:\n{self.log()}"
+                )
+            return ping_at(self.host, self.port)
+
+        wait_until(ready, timeout, what=f"prez-server on {self.host}:{self.port}")
 
 
 class Cluster:
@@ -23,26 +60,32 @@ class Cluster:
         size: int = 3,
         node_timeout: int = 500,
         config: dict[str, str] | None = None,
+        own_hosts: bool = False,
     ) -> None:
         self.base = Path(base)
         self.node_timeout = node_timeout
         self.nodes: list[ServerProcess] = []
+        hosts = loopback_hosts(size) if own_hosts else [HOST] * size
         ports = [(free_port(), free_port()) for _ in range(size)]
         members = [(f"node-{port}", bus) for port, bus in ports]
-        nodes_conf = "".join(f"{name} {HOST}:{bus}\n" for name, bus in members)
-        for (port, bus), (name, _) in zip(ports, members, strict=True):
-            node = ServerProcess(
-                self.base / name,
-                port=port,
-                config={
-                    "name": name,
-                    "cluster-port": str(bus),
-                    "cluster-config-file": "nodes.conf",
-                    "cluster-node-timeout": str(node_timeout),
-                    "loglevel": "verbose",
-                    **(config or {}),
-                },
-            )
+        nodes_conf = "".join(
+            f"{name} {host}:{bus}\n"
+            for (name, bus), host in zip(members, hosts, strict=True)
+        )
+        for (port, bus), (name, _), host in zip(ports, members, hosts, strict=True):
+            node_config = {
+                "name": name,
+                "cluster-port": str(bus),
+                "cluster-config-file": "nodes.conf",
+                "cluster-node-timeout": str(node_timeout),
+                "loglevel": "verbose",
+                **(config or {}),
+            }
+            node: ServerProcess
+            if own_hosts:
+                node = OwnHostServer(self.base / name, host, port, node_config)
+            else:
+                node = ServerProcess(self.base / name, port=port, config=node_config)
             (node.dir / "nodes.conf").write_text(nodes_conf)
             self.nodes.append(node)
 
@@ -63,9 +106,13 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def host(self, node: ServerProcess) -> str:
+        """The address node serves clients (and the cluster bus) on."""
+        return node.config["bind"].split()[0]
+
     def client(self, node: ServerProcess, **kwargs: Any) -> redis.Redis:
         kwargs.setdefault("socket_timeout", 10)
-        return redis.Redis(host=HOST, port=node.port, **kwargs)
+        return redis.Redis(host=self.host(node), port=node.port, **kwargs)
 
     def raft_info(self, node: ServerProcess) -> dict[str, Any]:
         with self.client(node, socket_timeout=2) as c:
