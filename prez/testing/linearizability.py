@@ -11,6 +11,11 @@ operation that may take effect next, and backtrack when the earliest
 pending return finds its operation not yet linearizable; a cache of
 (set of linearized operations, register value) prunes states already seen.
 Keys are independent (a register each), so each key is checked on its own.
+Without cas, sound shortcuts (see `_Search.run`) keep the search close to
+linear for correct histories: 3,000 operations from 10 fully concurrent
+clients check in about 0.1-0.3 s, and an injected stale read is found as
+fast. Distinct written values (client id plus a counter) help most; cas
+histories get the plain search. A search past the timeout answers "unknown".
 
 Outcomes:
 - `ok=True`: completed and the result is known.
@@ -277,7 +282,7 @@ _CAS_SWAPPED = 2
 _CAS_NOT_SWAPPED = 3
 _CAS_UNKNOWN = 4
 
-# The cache's stand-in for any value no read still to be placed returns.
+# The cache's stand-in for any current value no read may return next.
 _UNOBSERVED = object()
 
 _WINDOW_LIMIT = 24
@@ -504,7 +509,7 @@ class _Search:
         second = self.second
 
         # Events: call before return at equal times, so touching intervals
-        # are concurrent. Event e is op e//2's call (even) or return (odd).
+        # are concurrent.
         events: list[tuple[float, int, int]] = []
         complete_of: list[float] = []
         for index in range(known_count):
@@ -517,7 +522,7 @@ class _Search:
         event_count = len(events)
         head = event_count  # sentinel of the circular list
         next_event = list(range(1, event_count + 1)) + [0]
-        prev_event = [event_count] + list(range(event_count))
+        prev_event = [head] + list(range(event_count))
         event_op = [index for _, _, index in events]
         event_is_return = [kind == 1 for _, kind, _ in events]
         call_of = [0] * known_count
@@ -530,65 +535,112 @@ class _Search:
 
         unknown_ids = list(range(known_count, len(ops)))
         unknown_invoke = [ops[index].invoke for index in unknown_ids]
-        # Without cas only reads observe the register, and once no read
-        # still to be placed returns a value, that value is as good as any
-        # other nobody reads: the cache keys them all as one state, and an
-        # unknown write of such a value is never tried (dropping it from a
-        # valid order keeps the order valid).
+        # Without cas only reads observe the register, which allows some
+        # shortcuts, each keeping some valid order if there is one. When no
+        # read that may come next returns the current value, every valid
+        # way on starts with a write, so
+        # - the cache keys all such values as one state;
+        # - a write whose value no read still to be placed returns
+        #   ("blind") is the only child tried (see `explore`);
+        # - an unknown-outcome write is placed only when a read of its
+        #   value may come next (and that read is then placed at once):
+        #   followed by a write instead, it could be left out.
         only_reads_observe = not any(code >= _CAS_SWAPPED for code in codes)
+        collect_readable = only_reads_observe and bool(unknown_ids)
         pending_reads: dict[Any, int] = {}
         for index in range(known_count):
             if codes[index] == _READ:
                 pending_reads[first[index]] = pending_reads.get(first[index], 0) + 1
 
-        def candidates(linearized: int, state: Any) -> tuple[list[int], int]:
-            """Operations that may take effect next, completed ones first
-            (unknown ones rarely need to), and the completed operation
-            whose return bounds them.
+        def explore(linearized: int, state: Any) -> tuple[list[int], int, bool]:
+            """The operations that may take effect next (completed ones
+            first: unknown ones rarely need to), the completed operation
+            whose return bounds them, and whether the current value may be
+            read next.
 
             An operation that leaves the register as it is (a read of the
             current value, a cas whose compare fails) is the only child
-            tried when there is one: moving it to the front of any valid
-            order keeps the order valid, as nothing before it has to wait
-            for it and it changes nothing after it.
+            when there is one: moving it to the front of any valid order
+            keeps the order valid, as nothing before it has to wait for it
+            and it changes nothing after it. Likewise a blind write when
+            nothing may read the current value next: the operations it
+            jumps over start with a write anyway, and nothing after its old
+            place read what it wrote.
             """
-            found = []
+            found: list[int] = []
             unchanging = -1
+            blind_write = -1
+            # Values of the reads that may come next: the only values worth
+            # an unknown-outcome write now.
+            readable: set[Any] = set()
             event = next_event[head]
             while not event_is_return[event]:
                 index = event_op[event]
-                if unchanging < 0:
-                    code = codes[index]
-                    if code == _READ:
-                        if state == first[index]:
-                            unchanging = index
-                    elif code == _CAS_NOT_SWAPPED and state != first[index]:
-                        unchanging = index
                 found.append(index)
+                code = codes[index]
+                if code == _READ:
+                    if state == first[index]:
+                        unchanging = index
+                    elif collect_readable:
+                        readable.add(first[index])
+                elif code == _CAS_NOT_SWAPPED:
+                    if unchanging < 0 and state != first[index]:
+                        unchanging = index
+                elif (
+                    blind_write < 0
+                    and only_reads_observe
+                    and not pending_reads.get(first[index])
+                ):
+                    blind_write = index
                 event = next_event[event]
             blocker = event_op[event]
             if unchanging >= 0:
-                return [unchanging], blocker
+                return [unchanging], blocker, True
+            if blind_write >= 0:
+                return [blind_write], blocker, False
             bound = complete_of[blocker]
             for position, index in enumerate(unknown_ids):
                 if unknown_invoke[position] > bound:
                     break
                 if linearized >> index & 1:
                     continue
-                if only_reads_observe and not pending_reads.get(first[index]):
+                if collect_readable and first[index] not in readable:
                     continue
                 found.append(index)
-            return found, blocker
+            return found, blocker, not only_reads_observe
+
+        def place(index: int) -> None:
+            if index < known_count:
+                call_event = call_of[index]
+                return_event = return_of[index]
+                next_event[prev_event[call_event]] = next_event[call_event]
+                prev_event[next_event[call_event]] = prev_event[call_event]
+                next_event[prev_event[return_event]] = next_event[return_event]
+                prev_event[next_event[return_event]] = prev_event[return_event]
+                if codes[index] == _READ:
+                    pending_reads[first[index]] -= 1
+
+        def unplace(index: int) -> None:
+            if index < known_count:
+                # Restore in the reverse order of removal (dancing links).
+                call_event = call_of[index]
+                return_event = return_of[index]
+                next_event[prev_event[return_event]] = return_event
+                prev_event[next_event[return_event]] = return_event
+                next_event[prev_event[call_event]] = call_event
+                prev_event[next_event[call_event]] = call_event
+                if codes[index] == _READ:
+                    pending_reads[first[index]] += 1
 
         cache: set[tuple[int, int, Any]] = set()
         linearized = 0
         state = self.initial
         remaining = known_count
         path: list[tuple[int, Any]] = []  # (operation, state before it)
-        found, blocker = candidates(0, state)
+        found, blocker, _ = explore(0, state)
         frames: list[list[Any]] = [[found, 0, blocker]]
-        # Failure evidence: blocker of the deepest dead end, and the values
-        # at the dead ends it caused.
+        # Failure evidence: the blocker of the deepest dead end, and the
+        # values at the dead ends it caused.
         deepest = -1
         culprit = -1
         culprit_values: list[Any] = []
@@ -621,47 +673,38 @@ class _Search:
                     new_state = state
                 else:
                     new_state = second[index] if state == first[index] else state
-                new_linearized = linearized | (1 << index)
+                place(index)
+                linearized |= 1 << index
+                if index < known_count:
+                    remaining -= 1
+                    if remaining == 0:
+                        path.append((index, state))
+                        self.explored = explored + 1
+                        self.deepest = known_count
+                        self.linearization = [ops[step] for step, _ in path]
+                        return True
+                next_found, next_blocker, observed = explore(linearized, new_state)
                 # Below the first unlinearized operation every bit is set:
                 # keep only the part above it, so cached keys stay small.
-                lowest_zero = (new_linearized + 1) & -(new_linearized + 1)
+                lowest_zero = (linearized + 1) & -(linearized + 1)
                 frontier = lowest_zero.bit_length() - 1
-                if not only_reads_observe:
-                    cached_state = new_state
-                elif code == _READ:
-                    cached_state = (
-                        new_state if pending_reads[new_state] > 1 else _UNOBSERVED
-                    )
-                elif pending_reads.get(new_state):
-                    cached_state = new_state
-                else:
-                    cached_state = _UNOBSERVED
-                cache_key = (new_linearized >> frontier, frontier, cached_state)
+                cache_key = (
+                    linearized >> frontier,
+                    frontier,
+                    new_state if observed else _UNOBSERVED,
+                )
                 if cache_key in cache:
+                    unplace(index)
+                    linearized &= ~(1 << index)
+                    if index < known_count:
+                        remaining += 1
                     continue
                 cache.add(cache_key)
                 frame[1] = position
                 path.append((index, state))
-                if index < known_count:
-                    call_event = call_of[index]
-                    return_event = return_of[index]
-                    next_event[prev_event[call_event]] = next_event[call_event]
-                    prev_event[next_event[call_event]] = prev_event[call_event]
-                    next_event[prev_event[return_event]] = next_event[return_event]
-                    prev_event[next_event[return_event]] = prev_event[return_event]
-                    remaining -= 1
-                    if code == _READ:
-                        pending_reads[first[index]] -= 1
-                linearized = new_linearized
                 state = new_state
-                explored += 1
-                if remaining == 0:
-                    self.explored = explored
-                    self.deepest = known_count
-                    self.linearization = [ops[step] for step, _ in path]
-                    return True
-                next_found, next_blocker = candidates(linearized, state)
                 frames.append([next_found, 0, next_blocker])
+                explored += 1
                 descended = True
                 break
             if descended:
@@ -693,18 +736,10 @@ class _Search:
             if not path:
                 break
             index, state = path.pop()
+            unplace(index)
             linearized &= ~(1 << index)
             if index < known_count:
-                # Restore in the reverse order of removal.
-                call_event = call_of[index]
-                return_event = return_of[index]
-                next_event[prev_event[return_event]] = return_event
-                prev_event[next_event[return_event]] = return_event
-                next_event[prev_event[call_event]] = call_event
-                prev_event[next_event[call_event]] = call_event
                 remaining += 1
-                if codes[index] == _READ:
-                    pending_reads[first[index]] += 1
 
         self.explored = explored
         self.deepest = max(deepest, 0)
