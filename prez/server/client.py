@@ -4,6 +4,13 @@ Everything parsed from one read is executed in order and answered with one
 write. A reply is either a value, written at once, or a Future (a write
 waiting for commit): from then on replies queue behind it so that a
 connection's answers always come back in the order it asked.
+
+The hot path: while nothing is queued, the compiled loop
+(`prez._core.batch.run_local`) runs the batch's data commands that this
+node serves from local state straight through their handlers; the first
+command it cannot run (unknown, wrong arity, a server command, a write that
+goes through the log, anything before AUTH) goes through `execute_one`,
+which does every check, and the rest of the batch continues from there.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
@@ -22,8 +30,10 @@ from prez.server.logging import log
 # The pure-Python twin only when asked for by name (tests of the twin, or a
 # machine without a compiler); never as a silent fallback.
 if os.environ.get("PREZ_PURE_CORE") == "1":
+    from prez._core.batch_py import TIMING_SAMPLE, run_local
     from prez._core.resp_py import ReplyBuffer, RequestParser
 else:
+    from prez._core.batch import TIMING_SAMPLE, run_local
     from prez._core.resp import ReplyBuffer, RequestParser  # type: ignore[assignment]
 
 if TYPE_CHECKING:
@@ -34,6 +44,8 @@ Future = asyncio.Future
 NOAUTH_ALLOWED = frozenset({"auth", "hello", "quit"})
 # Stop reading from a client whose unanswered replies pile up past this.
 MAX_PENDING = 100_000
+_clock_ns = time.perf_counter_ns
+_time_ns = time.time_ns
 
 
 class ClientConnection(asyncio.Protocol):
@@ -49,8 +61,8 @@ class ClientConnection(asyncio.Protocol):
         "lib_ver",
         "authed",
         "created",
-        "last_command",
-        "last_active",
+        "last_name",
+        "last_active_ms",
         "queue",
         "closing",
         "addr",
@@ -58,6 +70,11 @@ class ClientConnection(asyncio.Protocol):
         "paused",
         "resp",
         "read_mode",
+        "lookup",
+        "dbs",
+        "stats",
+        "append_reply",
+        "local_kinds",
     )
 
     def __init__(self, server: Server) -> None:
@@ -73,14 +90,34 @@ class ClientConnection(asyncio.Protocol):
         self.lib_ver = b""
         self.authed = not server.config["requirepass"]
         self.created = time.time()
-        self.last_active = self.created
-        self.last_command = "NULL"
+        self.last_active_ms = int(self.created * 1000)
+        self.last_name = b""  # the name, as sent, of the last command run
         self.queue: deque[Any] = deque()  # replies behind a pending Future
         self.closing = False
         self.paused = False
         self.addr = "?"
         self.laddr = "?"
         self.read_mode = server.config["read-mode"]
+        # Cached for the hot path; none of them is replaced while the server
+        # runs (a snapshot is restored into the same keyspaces).
+        self.lookup = server.lookup
+        self.dbs = server.store.dbs
+        self.stats = server.stats
+        self.append_reply = self.out.append
+        driver = server.driver
+        self.local_kinds = (driver.reads_local << READ) | (driver.writes_local << WRITE)
+
+    @property
+    def last_command(self) -> str:
+        """The last command's name, as CLIENT LIST shows it ("NULL" if unknown)."""
+        name = self.last_name
+        entry = self.lookup.get(name) or self.lookup.get(name.lower())
+        return entry.name if entry is not None else "NULL"
+
+    @property
+    def last_active(self) -> float:
+        """When the last command ran, in seconds since the epoch."""
+        return self.last_active_ms / 1000
 
     # asyncio.Protocol
 
@@ -121,83 +158,119 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        # The whole batch is run here, not in a helper method: at one
+        # command per read (redis-benchmark -P 1) each Python call counts.
         parser = self.parser
         commands = parser.feed(data)
         if commands:
-            self.execute(commands)
+            now = _time_ns() // 1_000_000
+            count = len(commands)
+            done = 0
+            if not self.queue and self.authed and not self.closing:
+                # The compiled loop runs the leading data commands that need
+                # nothing from this connection but its keyspace, and stops
+                # at the first one that needs the general path. Only
+                # unpipelined calls are timed (sampled) for INFO commandstats.
+                done = run_local(
+                    commands,
+                    0,
+                    self.lookup,
+                    self.dbs[self.db],
+                    now,
+                    self.append_reply,
+                    self.local_kinds,
+                    _clock_ns if count == 1 else None,
+                )
+            if done < count:
+                self.execute(commands, done, now)
+            self.stats.commands_processed += count
+            self.last_name = commands[-1][0]
+            self.last_active_ms = now
+            if self.closing:
+                self.flush()
+            else:
+                # Only closing (QUIT, CLIENT KILL, a protocol error: each
+                # sets `closing`) ends the transport while a read is being
+                # handled, so flush()'s checks are not needed here.
+                self.transport.write(self.out.take())  # type: ignore[union-attr]
         if parser.error is not None and not self.closing:
             self.reply_and_close(CommandError(parser.error), protocol_error=True)
 
     # Execution
 
-    def execute(self, commands: list[list[bytes]]) -> None:
-        server = self.server
-        lookup = server.lookup
-        driver = server.driver
-        # Drivers that serve reads (or writes) from local state at once are
-        # called around: one Python call less per command on the hot path.
-        reads_local = driver.reads_local
-        writes_local = driver.writes_local
-        dbs = server.store.dbs
-        out = self.out
-        queue = self.queue
-        now = time.time_ns() // 1_000_000
-        started = time.perf_counter()
-        entry = None
-        for args in commands:
-            if self.closing:
-                break
-            entry = lookup.get(args[0])
-            if entry is None:
-                entry = lookup.get(args[0].lower())
-                if entry is None:
-                    reply: Any = unknown_command(args)
-                    server.stats.unknown_commands += 1
-                    if queue:
-                        queue.append(reply)
-                    else:
-                        out.append(reply)
-                    continue
-            entry.calls += 1
-            try:
-                arity = entry.spec.arity
-                argc = len(args)
-                if (argc != arity) if arity > 0 else (argc < -arity):
-                    raise wrong_arity(entry.name)
-                if not self.authed and entry.name not in NOAUTH_ALLOWED:
-                    raise CommandError(NOAUTH)
-                kind = entry.kind
-                if kind == READ:
-                    if reads_local:
-                        reply = entry.handler(dbs[self.db], args, now)
-                    else:
-                        reply = driver.read(entry, self, args, now)
-                elif kind == WRITE:
-                    if writes_local:
-                        reply = entry.handler(dbs[self.db], args, now)
-                    else:
-                        reply = driver.propose(entry, self, args, now)
-                else:
-                    reply = entry.handler(self, args)
-                    if reply is NO_REPLY:
-                        continue
-            except CommandError as e:
-                entry.failed += 1
-                reply = e
-            if queue or type(reply) is Deferred or type(reply) is Future:
-                self.enqueue(reply)
-            else:
-                out.append(reply)
+    def execute(self, commands: list[list[bytes]], start: int, now: int) -> None:
+        """Run commands[start:] in order; the caller writes the replies."""
+        clock = _clock_ns if len(commands) == 1 else None
         count = len(commands)
-        server.stats.commands_processed += count
-        if count == 1 and entry is not None:
-            # Only unpipelined calls are timed: timing each command of a
-            # pipeline would cost more than many commands do.
-            self.last_command = entry.name
+        done = start
+        while done < count and not self.closing:
+            self.execute_one(commands[done], now, clock)
+            done += 1
+            if done < count and not self.queue and self.authed and not self.closing:
+                # Back on the compiled loop, e.g. after a SELECT in a pipeline.
+                done = run_local(
+                    commands,
+                    done,
+                    self.lookup,
+                    self.dbs[self.db],
+                    now,
+                    self.append_reply,
+                    self.local_kinds,
+                    clock,
+                )
+
+    def execute_one(
+        self, args: list[bytes], now: int, clock: Callable[[], int] | None
+    ) -> None:
+        """The general path for one command: every check, every kind, replies in order."""
+        server = self.server
+        entry = self.lookup.get(args[0])
+        if entry is None:
+            entry = self.lookup.get(args[0].lower())
+            if entry is None:
+                server.stats.unknown_commands += 1
+                self.answer(unknown_command(args))
+                return
+        # Sampled as in the compiled loop, so the two paths report alike.
+        timing = clock is not None and entry.calls % TIMING_SAMPLE == 0
+        entry.calls += 1
+        started = clock() if timing and clock is not None else 0
+        try:
+            arity = entry.arity
+            argc = len(args)
+            if (argc != arity) if arity > 0 else (argc < -arity):
+                raise wrong_arity(entry.name)
+            if not self.authed and entry.name not in NOAUTH_ALLOWED:
+                raise CommandError(NOAUTH)
+            kind = entry.kind
+            driver = server.driver
+            if kind == READ:
+                if driver.reads_local:
+                    reply = entry.handler(server.store.dbs[self.db], args, now)
+                else:
+                    reply = driver.read(entry, self, args, now)
+            elif kind == WRITE:
+                if driver.writes_local:
+                    reply = entry.handler(server.store.dbs[self.db], args, now)
+                else:
+                    reply = driver.propose(entry, self, args, now)
+            else:
+                reply = entry.handler(self, args)
+        except CommandError as e:
+            entry.failed += 1
+            reply = e
+        if timing and clock is not None:
+            entry.nanos += clock() - started
             entry.timed += 1
-            entry.usec += (time.perf_counter() - started) * 1e6
-        self.last_active = now / 1000
-        self.flush()
+        if reply is not NO_REPLY:
+            self.answer(reply)
+
+    def answer(self, reply: Any) -> None:
+        """Queue a reply behind pending ones, or buffer it for this read's write."""
+        if self.queue or type(reply) is Deferred or type(reply) is Future:
+            self.enqueue(reply)
+        else:
+            self.out.append(reply)
 
     def enqueue(self, reply: Any) -> None:
         self.queue.append(reply)

@@ -4,14 +4,25 @@ Built once from the declarations (`prez.kv.COMMANDS` for data commands,
 `prez.server.commands.SERVER_COMMANDS` for connection and server commands),
 keyed by the exact bytes clients send in lower and upper case, so the hot
 path needs one dict lookup and no case folding for well-behaved clients.
+
+An entry's base, `CommandSlot`, comes from the compiled command loop
+(`prez._core.batch`), so that loop reads the handler, kind, arity and
+counters as C fields.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prez.kv.command import CommandSpec
+
+# The pure-Python twin only when asked for by name, as for the RESP core.
+if os.environ.get("PREZ_PURE_CORE") == "1" and not TYPE_CHECKING:
+    from prez._core.batch_py import CommandSlot
+else:
+    from prez._core.batch import CommandSlot
 
 READ, WRITE, SERVER = 0, 1, 2
 
@@ -32,26 +43,30 @@ class Deferred:
         self.client = client
 
 
-class CommandEntry:
-    __slots__ = ("spec", "kind", "handler", "calls", "failed", "usec", "timed", "name")
+class CommandEntry(CommandSlot):
+    """One command: its declaration, how to run it, and its INFO commandstats.
+
+    `handler`, `kind`, `arity` (copied from the spec, so the hot path reads
+    one field), and the counters `calls`, `failed`, `timed` and `nanos` live
+    in the compiled base, where the command loop updates them.
+    """
+
+    __slots__ = ("spec", "name")
 
     def __init__(
         self, spec: CommandSpec, kind: int, handler: Callable[..., Any]
     ) -> None:
+        super().__init__(handler, kind, spec.arity)
         self.spec = spec
         self.name = spec.name
-        self.kind = kind
-        self.handler = handler
-        self.calls = 0
-        self.failed = 0
-        self.usec = 0.0
-        self.timed = 0
+
+    @property
+    def usec(self) -> float:
+        """Microseconds spent in the timed calls (INFO commandstats)."""
+        return self.nanos / 1000
 
     def reset_stats(self) -> None:
-        self.calls = 0
-        self.failed = 0
-        self.usec = 0.0
-        self.timed = 0
+        self.calls = self.failed = self.timed = self.nanos = 0
 
 
 def build_table(
