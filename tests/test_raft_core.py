@@ -11,13 +11,22 @@ import pytest
 
 from prez.raft.core import (
     NotLeader,
+    Progress,
+    ProgressState,
     RaftConfig,
     RaftNode,
     Ready,
     Role,
 )
 from prez.raft.log import RaftLog
-from prez.raft.types import Entry, EntryKind, HardState, Message, MessageType
+from prez.raft.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    MessageType,
+    SnapshotMeta,
+)
 from prez.testing.invariants import InvariantViolation
 from prez.testing.sim import Network, SimFailure, log_with_terms, run_seed
 
@@ -607,10 +616,14 @@ def test_restart_reloads_state_and_reapplies_committed_entries() -> None:
 # -- the checker catches a broken core ---------------------------------------------
 
 
-def first_failure(seeds: range) -> SimFailure:
+def first_failure(seeds: range, snapshot_every: int = 0) -> SimFailure:
     for seed in seeds:
         try:
-            run_seed(seed, replay_hint=f"PREZ_SEED={seed} ...")
+            run_seed(
+                seed,
+                replay_hint=f"PREZ_SEED={seed} ...",
+                snapshot_every=snapshot_every,
+            )
         except SimFailure as failure:
             return failure
     raise AssertionError(f"no seed in {seeds} caught the broken rule")
@@ -641,3 +654,363 @@ def test_sim_catches_answers_sent_before_the_write(
     monkeypatch.setattr(RaftNode, "ready", leaky_ready)
     failure = first_failure(range(20))
     assert "durable" in str(failure).splitlines()[0]
+
+
+# -- log compaction and InstallSnapshot (§7) -------------------------------------
+
+SNAP = MessageType.SNAPSHOT
+
+
+def compacted_leader(
+    committed: int = 20, snapshot_retry_ticks: int = 10
+) -> tuple[RaftNode, Progress]:
+    """n1 restarted with `committed` applied term-1 entries, elected in term
+    2, its log compacted to `committed`; n2's progress is returned, probing."""
+    leader = RaftNode(
+        RaftConfig(
+            name="n1",
+            peers=list(THREE),
+            pre_vote=False,
+            snapshot_retry_ticks=snapshot_retry_ticks,
+        ),
+        random.Random(1),
+        HardState(1, "", committed),
+        log_with_terms([1] * committed),
+        applied=committed,
+    )
+    elect_alone(leader, ["n2"])
+    drain(leader)
+    leader.compact(committed)
+    progress = leader.progress_of("n2")
+    assert progress is not None and progress.state is ProgressState.PROBE
+    return leader, progress
+
+
+def reject_down_to(leader: RaftNode, peer: str, hint: int) -> None:
+    """`peer` rejects the leader's probe, holding nothing past `hint`."""
+    progress = leader.progress_of(peer)
+    assert progress is not None
+    leader.step(
+        Message(
+            MessageType.APPEND_RESP,
+            leader.term,
+            peer,
+            leader.name,
+            index=progress.next - 1,
+            reject=True,
+            reject_hint=hint,
+            hint_term=1 if hint else 0,
+        )
+    )
+
+
+def state_of(leader: RaftNode, peer: str) -> ProgressState:
+    progress = leader.progress_of(peer)
+    assert progress is not None
+    return progress.state
+
+
+def snapshot_msg(
+    index: int, log_term: int, term: int = 2, src: str = "n2", dst: str = "n1"
+) -> Message:
+    return Message(SNAP, term, src, dst, index=index, log_term=log_term)
+
+
+def test_compact_drops_applied_durable_entries_only() -> None:
+    node = make_node(term=1, entries=log_with_terms([1] * 6 + [2] * 4))
+    node.step(Message(MessageType.HEARTBEAT, 2, "n2", "n1", commit=8))
+    drain(node)
+    assert (node.commit_index, node.applied_index, node.snapshot) == (8, 8, None)
+    with pytest.raises(ValueError, match="applied"):
+        node.compact(9)
+    node.compact(7)
+    assert node.snapshot == SnapshotMeta(7, 2)
+    assert node.log.first_index == 8 and node.last_index == 10
+    assert node.log.term_at(7) == 2 and node.log.term_at(6) is None
+    node.compact(5)  # older than what we hold: nothing to do
+    assert node.snapshot == SnapshotMeta(7, 2)
+    # A new leader's entries are handed out but not durable yet: not droppable.
+    log = RaftLog(log_with_terms([1, 1, 1]))
+    log.append([Entry(4, 2)])
+    with pytest.raises(ValueError, match="durable"):
+        log.compact(4)
+
+
+def test_leader_switches_a_lagging_follower_to_one_snapshot_message() -> None:
+    """A follower that needs compacted entries gets ONE SNAPSHOT message
+    naming the leader's snapshot point; appends to it pause while the
+    transfer runs, heartbeats go on; its answer resumes replication."""
+    leader, progress = compacted_leader()
+    reject_down_to(leader, "n2", hint=5)
+    (rd,) = drain(leader)
+    snaps = [m for m in rd.messages if m.type == SNAP]
+    assert [(m.dst, m.index, m.log_term, m.term) for m in snaps] == [("n2", 20, 1, 2)]
+    assert not [m for m in rd.persisted_messages if m.type == SNAP]
+    assert state_of(leader, "n2") is ProgressState.SNAPSHOT
+    leader.propose(b"more")
+    leader.tick()  # heartbeat_ticks = 1
+    leader.step(Message(MessageType.HEARTBEAT_RESP, 2, "n2", "n1"))
+    to_n2 = [m for m in sent(drain(leader)) if m.dst == "n2"]
+    assert [m.type for m in to_n2] == [MessageType.HEARTBEAT]
+    # The follower installed the snapshot and answers for it.
+    leader.step(Message(MessageType.APPEND_RESP, 2, "n2", "n1", index=20))
+    assert state_of(leader, "n2") is ProgressState.REPLICATE and progress.match == 20
+    appends = [m for m in sent(drain(leader)) if m.type == MessageType.APPEND]
+    assert [(m.index, m.log_term, [e.index for e in m.entries]) for m in appends] == [
+        (20, 1, [21, 22])
+    ]
+
+
+def test_failed_snapshot_transfer_is_retried_after_a_delay() -> None:
+    leader, progress = compacted_leader(snapshot_retry_ticks=3)
+    reject_down_to(leader, "n2", hint=0)
+    assert [m.type for m in sent(drain(leader)) if m.dst == "n2"] == [SNAP]
+    leader.report_snapshot("n2", ok=False)
+    assert state_of(leader, "n2") is ProgressState.PROBE
+    retried_after = 0
+    for tick in range(1, 6):
+        leader.tick()
+        # The follower is alive, yet its heartbeat answers do not cut the wait.
+        leader.step(Message(MessageType.HEARTBEAT_RESP, 2, "n2", "n1"))
+        if any(m.type == SNAP for m in sent(drain(leader)) if m.dst == "n2"):
+            retried_after = tick
+            break
+    assert retried_after == 3
+    assert state_of(leader, "n2") is ProgressState.SNAPSHOT
+    # A report for a follower that is not waiting for a snapshot is moot.
+    n3 = leader.progress_of("n3")
+    assert n3 is not None
+    before = (n3.state, n3.next, n3.paused, n3.retry_wait)
+    leader.report_snapshot("n3", ok=False)
+    assert (n3.state, n3.next, n3.paused, n3.retry_wait) == before
+
+
+def test_successful_transfer_probes_right_after_the_snapshot() -> None:
+    leader, progress = compacted_leader()
+    reject_down_to(leader, "n2", hint=0)
+    drain(leader)
+    leader.report_snapshot("n2", ok=True)
+    assert progress.state is ProgressState.PROBE and progress.next == 21
+    assert not [m for m in sent(drain(leader)) if m.dst == "n2"]  # waits
+    leader.step(Message(MessageType.HEARTBEAT_RESP, 2, "n2", "n1"))
+    appends = [m for m in sent(drain(leader)) if m.type == MessageType.APPEND]
+    assert [(m.dst, m.index, m.log_term) for m in appends] == [("n2", 20, 1)]
+
+
+def test_follower_with_the_snapshot_entry_keeps_its_suffix() -> None:
+    """§7: a log holding the snapshot's last entry keeps what follows it;
+    the Ready hands the kept suffix out again for the rewritten WAL, and
+    the answer acknowledges the snapshot point only."""
+    node = make_node(term=2, entries=log_with_terms([1] * 10 + [2] * 5))
+    node.step(Message(MessageType.HEARTBEAT, 2, "n2", "n1", commit=3))
+    drain(node)
+    node.step(snapshot_msg(10, 1))
+    rd = node.ready()
+    assert rd.snapshot == SnapshotMeta(10, 1)
+    assert [e.index for e in rd.entries] == [11, 12, 13, 14, 15]
+    assert rd.entries == log_with_terms([1] * 10 + [2] * 5)[10:]
+    assert rd.committed_entries == []
+    assert rd.hard_state is not None and rd.hard_state.commit == 10
+    assert [(m.type, m.index, m.reject) for m in rd.persisted_messages] == [
+        (MessageType.APPEND_RESP, 10, False)
+    ]
+    node.advance(rd)
+    assert (node.applied_index, node.persisted_index, node.last_index) == (10, 15, 15)
+    # Entries after the snapshot commit and apply from the kept log.
+    node.step(Message(MessageType.HEARTBEAT, 2, "n2", "n1", commit=12))
+    assert [e.index for e in node.ready().committed_entries] == [11, 12]
+
+
+def test_follower_without_the_snapshot_entry_discards_its_log() -> None:
+    node = make_node(term=2, entries=log_with_terms([1] * 10 + [2] * 5))
+    node.step(snapshot_msg(14, 3, term=3))
+    rd = node.ready()
+    assert rd.snapshot == SnapshotMeta(14, 3) and rd.entries == []
+    assert node.last_index == 14 and node.log.entries == []
+    assert node.leader == "n2" and node.term == 3
+    node.advance(rd)
+    assert node.applied_index == 14
+    # The next append follows the snapshot point.
+    node.step(
+        Message(
+            MessageType.APPEND,
+            3,
+            "n2",
+            "n1",
+            index=14,
+            log_term=3,
+            entries=[Entry(15, 3)],
+        )
+    )
+    (answer,) = node.ready().persisted_messages
+    assert (answer.index, answer.reject) == (15, False)
+
+
+@pytest.mark.parametrize("stale", ["commit", "term"])
+def test_stale_snapshot_is_ignored(stale: str) -> None:
+    """A snapshot at or below the commit index (a duplicated or late
+    transfer) or from an older term installs nothing."""
+    node = make_node(term=3, entries=log_with_terms([1] * 10))
+    node.step(Message(MessageType.HEARTBEAT, 3, "n2", "n1", commit=8))
+    drain(node)
+    msg = snapshot_msg(6, 1, term=3) if stale == "commit" else snapshot_msg(9, 1)
+    node.step(msg)
+    (rd,) = drain(node)
+    assert rd.snapshot is None and node.snapshot is None and node.last_index == 10
+    assert [(m.type, m.term, m.index) for m in rd.persisted_messages] == [
+        (MessageType.APPEND_RESP, 3, 8 if stale == "commit" else 0)
+    ]
+    assert node.commit_index == 8
+
+
+def test_snapshot_installed_while_a_ready_is_in_flight() -> None:
+    """The Ready handed out before the install is finished first; what it
+    wrote no longer counts as durable (the WAL is rewritten behind the
+    snapshot), and the next Ready carries the snapshot and the kept suffix."""
+    node = make_node(term=1)
+    node.step(
+        Message(
+            MessageType.APPEND,
+            1,
+            "n2",
+            "n1",
+            index=0,
+            log_term=0,
+            commit=2,
+            entries=log_with_terms([1] * 10),
+        )
+    )
+    in_flight = node.ready()
+    assert [e.index for e in in_flight.committed_entries] == [1, 2]
+    node.step(snapshot_msg(8, 1, term=1))
+    node.advance(in_flight)
+    assert (node.persisted_index, node.applied_index) == (8, 2)
+    rd = node.ready()
+    assert rd.snapshot == SnapshotMeta(8, 1) and rd.committed_entries == []
+    assert [e.index for e in rd.entries] == [9, 10]
+    node.advance(rd)
+    assert (node.persisted_index, node.applied_index) == (10, 8)
+    assert not node.has_ready()
+
+
+def test_restart_from_a_snapshot_and_the_log_after_it() -> None:
+    entries = log_with_terms([1] * 5 + [2] * 5)
+    config = RaftConfig(name="n1", peers=list(THREE))
+    node = RaftNode(
+        config,
+        random.Random(1),
+        HardState(2, "n2", 8),
+        entries,  # a WAL segment the snapshot covers may still be there
+        applied=6,
+        snapshot=SnapshotMeta(6, 2),
+    )
+    assert node.snapshot == SnapshotMeta(6, 2) and node.log.first_index == 7
+    assert (node.commit_index, node.applied_index, node.last_index) == (8, 6, 10)
+    assert [e.index for e in node.ready().committed_entries] == [7, 8]
+    # A hard state behind the snapshot still commits what the snapshot holds.
+    node = RaftNode(
+        config,
+        random.Random(1),
+        HardState(2, "", 0),
+        entries[6:],
+        6,
+        SnapshotMeta(6, 2),
+    )
+    assert (node.commit_index, node.applied_index) == (6, 6)
+    assert node.ready().committed_entries == []
+    with pytest.raises(ValueError, match="gap"):
+        RaftNode(
+            config, random.Random(1), HardState(2), entries[8:], 6, SnapshotMeta(6, 2)
+        )
+    # A diverging log left by a crash before the WAL reset does not follow
+    # the snapshot (another entry at its index): none of it is kept.
+    node = RaftNode(
+        config, random.Random(1), HardState(3), entries, 6, SnapshotMeta(6, 3)
+    )
+    assert node.log.entries == [] and node.last_index == 6
+    assert node.log.last_term == 3
+
+
+def test_network_catches_a_far_behind_follower_up_by_snapshot() -> None:
+    """End to end through the Network harness: a follower cut off while the
+    others commit and compact gets one snapshot, then the log after it, and
+    ends with the same state machine; a restart recovers from the snapshot."""
+    net = Network(THREE)
+    net.elect("n1")
+    net.isolated.add("n3")
+    for i in range(30):
+        net.propose("n1", b"v%d" % i)
+    snapshot = net.compact("n1")
+    net.compact("n2")
+    assert snapshot.index == 31 and net.nodes["n1"].log.entries == []
+    net.recover()
+    net.propose("n1", b"after")
+    net.tick_all()
+    leader, follower = net.nodes["n1"], net.nodes["n3"]
+    assert [(m.src, m.dst) for m in net.delivered if m.type == SNAP] == [("n1", "n3")]
+    assert net.transfers == [("n1", "n3", True)]
+    assert follower.snapshot == SnapshotMeta(31, 1)
+    assert net.disks["n3"].snapshot is snapshot and net.disks["n3"].offset == 31
+    assert [e.data for e in net.applied["n3"]] == [e.data for e in net.applied["n1"]]
+    assert follower.commit_index == leader.commit_index == 32
+    progress = leader.progress_of("n3")
+    assert progress is not None and progress.state is ProgressState.REPLICATE
+    net.crash("n3")
+    restarted = net.start("n3")
+    assert restarted.snapshot == SnapshotMeta(31, 1) and restarted.applied_index == 31
+    assert net.applied["n3"] == list(snapshot.entries)
+
+
+def test_network_reports_a_dropped_transfer_and_retries_it() -> None:
+    net = Network(THREE, configure=lambda c: setattr(c, "snapshot_retry_ticks", 2))
+    net.elect("n1")
+    net.isolated.add("n3")
+    for i in range(12):
+        net.propose("n1", b"v%d" % i)
+    net.compact("n1")
+    net.recover()
+    net.dropped_types = {SNAP}
+    net.tick_all()
+    assert net.transfers == [("n1", "n3", False)]
+    net.dropped_types = set()
+    net.tick_all(3)
+    assert net.transfers[1:] == [("n1", "n3", True)]
+    assert net.nodes["n3"].commit_index == net.nodes["n1"].commit_index
+
+
+def test_sim_catches_a_snapshot_installed_below_the_commit_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broken: the follower installs every snapshot, even one older than
+    what it already applied."""
+
+    def install_always(self: RaftNode, msg: Message) -> None:
+        self._commit = min(self._commit, msg.index - 1)
+        original(self, msg)
+
+    original = RaftNode._handle_snapshot
+    monkeypatch.setattr(RaftNode, "_handle_snapshot", install_always)
+    failure = first_failure(range(60), snapshot_every=10)
+    first_line = str(failure).splitlines()[0]
+    assert "monotonic" in first_line or "apply in order" in first_line
+
+
+def test_sim_catches_a_kept_suffix_the_driver_was_not_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broken: the kept suffix is not handed out again, so the WAL reset
+    loses it while the node goes on as if it were durable."""
+
+    def restore_in_place(self: RaftLog, index: int, term: int) -> bool:
+        if self.term_at(index) != term or index > self.last_index:
+            return original(self, index, term)
+        del self.entries[: index - self.offset]
+        self.offset, self.offset_term = index, term
+        self.persisted = max(self.persisted, index)
+        self.unstable_from = max(self.unstable_from, index + 1)
+        return True
+
+    original = RaftLog.restore
+    monkeypatch.setattr(RaftLog, "restore", restore_in_place)
+    failure = first_failure(range(100), snapshot_every=10)
+    assert "durable" in str(failure) or "contiguous" in str(failure)

@@ -7,10 +7,18 @@ then heals everything and requires a leader to be elected, to commit a new
 entry and every node to apply it, each within a bound. Even seeds run 3
 nodes, odd seeds 5.
 
-    PREZ_SEEDS=5000         seeds 0..4999 (default 0..499)
+A second set of seeds runs the same faults with log compaction at a tiny
+threshold (every node snapshots every 10 applied entries), so followers
+that fall behind are caught up by InstallSnapshot many times per run, and
+snapshot transfers break too (dropped, lost to a crash or partition, or
+refused, each reported to the leader).
+
+    PREZ_SEEDS=5000         seeds 0..4999 for both sets (default: 0..499
+                            without snapshots, 0..299 with)
     PREZ_SEEDS=1000-2000    seeds 1000..1999
     PREZ_SEED=123 python -m pytest tests/test_raft_sim.py -k replay
                             one seed, with a longer trace on failure
+                            (add PREZ_SNAPSHOT_EVERY=10 for the snapshot set)
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ import os
 
 import pytest
 
-from prez.testing.sim import SimFailure, Simulation, run_seed
+from prez.testing.sim import SimFailure, SimReport, Simulation, run_seed
 
 DEFAULT_SEEDS = 500
+DEFAULT_SNAPSHOT_SEEDS = 300
+SNAPSHOT_EVERY = 10  # applied entries between two snapshots of a node
 
 # Seeds that once found a bug; they run in every run whatever PREZ_SEEDS says.
 # (A seed replays the same run only while SimParams.draw and the simulator
@@ -38,23 +48,33 @@ DEFAULT_SEEDS = 500
 REGRESSION_SEEDS = [84, 215, 718, 2260, 2296, 3944]
 
 
-def seed_range() -> range:
+def seed_range(default: int = DEFAULT_SEEDS) -> range:
     spec = os.environ.get("PREZ_SEEDS", "").strip()
     if not spec:
-        return range(DEFAULT_SEEDS)
+        return range(default)
     if "-" in spec:
         low, high = spec.split("-", 1)
         return range(int(low), int(high))
     return range(int(spec))
 
 
-def replay_command(seed: int) -> str:
-    return f"PREZ_SEED={seed} python -m pytest tests/test_raft_sim.py -k replay"
+def replay_command(seed: int, snapshot_every: int = 0) -> str:
+    snapshots = f"PREZ_SNAPSHOT_EVERY={snapshot_every} " if snapshot_every else ""
+    return (
+        f"PREZ_SEED={seed} {snapshots}python -m pytest tests/test_raft_sim.py -k replay"
+    )
 
 
-def run_or_fail(seed: int, trace_length: int = 40) -> None:
+def run_or_fail(
+    seed: int, trace_length: int = 40, snapshot_every: int = 0
+) -> SimReport:
     try:
-        run_seed(seed, replay_hint=replay_command(seed), trace_length=trace_length)
+        return run_seed(
+            seed,
+            replay_hint=replay_command(seed, snapshot_every),
+            trace_length=trace_length,
+            snapshot_every=snapshot_every,
+        )
     except SimFailure as failure:
         pytest.fail(str(failure), pytrace=False)
 
@@ -64,12 +84,25 @@ def test_seed(seed: int) -> None:
     run_or_fail(seed)
 
 
+@pytest.mark.parametrize("seed", seed_range(DEFAULT_SNAPSHOT_SEEDS))
+def test_seed_with_snapshots(seed: int) -> None:
+    report = run_or_fail(seed, snapshot_every=SNAPSHOT_EVERY)
+    # Every run commits past the threshold, so it compacts (how often
+    # depends on how many entries each write completion applies).
+    assert report.committed >= SNAPSHOT_EVERY
+    assert report.snapshots_taken >= 1
+
+
 def test_replay() -> None:
     """Re-run the seed named by PREZ_SEED with a long trace."""
     seed = os.environ.get("PREZ_SEED")
     if seed is None:
         pytest.skip("set PREZ_SEED to replay one seed")
-    run_or_fail(int(seed), trace_length=int(os.environ.get("PREZ_TRACE", "200")))
+    run_or_fail(
+        int(seed),
+        trace_length=int(os.environ.get("PREZ_TRACE", "200")),
+        snapshot_every=int(os.environ.get("PREZ_SNAPSHOT_EVERY", "0")),
+    )
 
 
 def test_same_seed_same_run() -> None:
@@ -89,3 +122,17 @@ def test_seeds_exercise_elections_and_faults() -> None:
     assert sum(report.elections for report in reports) >= 3 * len(reports)
     assert all(report.crashes + report.partitions >= 2 for report in reports)
     assert all(report.committed > 10 for report in reports)
+
+
+def test_snapshot_runs_catch_followers_up_by_install_snapshot() -> None:
+    """The snapshot runs exercise what they are for: followers caught up by
+    InstallSnapshot several times per run on average and in nearly every
+    run, failed transfers retried, and nodes restarting from a snapshot."""
+    seeds = range(40)
+    reports = [run_seed(seed, snapshot_every=SNAPSHOT_EVERY) for seed in seeds]
+    installed = [report.snapshots_installed for report in reports]
+    assert sum(installed) >= 4 * len(reports)
+    assert sum(1 for count in installed if count > 0) >= 0.9 * len(reports)
+    assert sum(1 for count in installed if count >= 5) >= len(reports) // 3
+    assert sum(report.snapshot_failures for report in reports) >= len(reports)
+    assert sum(report.restarts_from_snapshot for report in reports) >= len(reports)

@@ -128,6 +128,18 @@ def test_hello_round_trip(impl: ModuleType) -> None:
     assert impl.decode_hello(impl.encode_hello("ü", "[::1]:1")) == ("ü", "[::1]:1", "")
 
 
+def test_snapshot_message_keeps_its_wire_number(impl: ModuleType) -> None:
+    """SNAPSHOT (InstallSnapshot) is type byte 10 on the wire, for good: nodes
+    of different versions must agree on it."""
+    msg = Message(
+        MessageType.SNAPSHOT, 7, "n1", "n2", index=120, log_term=6, commit=130
+    )
+    frame = impl.encode_message(msg)
+    assert frame == wire_py.encode_message(msg)
+    assert frame[5] == 10 and impl.frame_type(frame) == MessageType.SNAPSHOT
+    assert impl.decode_message(frame) == msg
+
+
 def test_hello_and_messages_are_not_confused(impl: ModuleType) -> None:
     with pytest.raises(ProtocolError, match="unknown message type 128"):
         impl.decode_message(impl.encode_hello("a", "b"))
@@ -164,7 +176,7 @@ def test_bad_header_fields_are_refused(impl: ModuleType) -> None:
     wrong_version = bytes(frame[:4]) + b"\x02" + bytes(frame[5:])
     with pytest.raises(ProtocolError, match="version"):
         impl.decode_message(wrong_version)
-    for bad_type in (0, 10, 0x7F, 0xFF):
+    for bad_type in (0, max(MessageType) + 1, 0x7F, 0xFF):
         with pytest.raises(ProtocolError, match="unknown message type"):
             impl.decode_message(bytes(frame[:5]) + bytes([bad_type]) + bytes(frame[6:]))
     flags_at = 6 + 48

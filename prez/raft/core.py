@@ -48,8 +48,8 @@ moves the bytes):
   `node.compact(index)`; the node drops those entries and from then on
   names (index, term at index) as its snapshot point. The driver may then
   drop the WAL segments the snapshot covers. On restart it passes the
-  newest durable snapshot's point and the durable log after it to the
-  constructor, with `applied` = that snapshot's index.
+  newest durable snapshot's point and the durable log to the constructor,
+  with `applied` = that snapshot's index (see RaftNode for what it skips).
 - Leader: a follower that needs an entry at or below the snapshot point gets
   ONE message of type SNAPSHOT in `rd.messages` (index/log_term = the
   snapshot point, term = the leader's). The driver does not send it as a
@@ -65,8 +65,8 @@ moves the bytes):
 - Follower: when the driver holds a complete, verified file, it steps
   `Message(SNAPSHOT, term=<the leader's SNAPSHOT message term>,
   src=<leader>, dst=<self>, index=<file's last index>, log_term=<its
-  term>)` into the node (and discards the file if that Ready carries no
-  snapshot). A stale term gets the usual stale-leader answer; a snapshot at
+  term>)` into the node (see below for when to discard the file). A stale
+  term gets the usual stale-leader answer; a snapshot at
   or below the commit index is answered with the commit index and changes
   nothing. Otherwise the node installs it: if its log holds the entry
   (index, log_term) it keeps the entries after it, else it discards its
@@ -85,7 +85,14 @@ moves the bytes):
     `rd.persisted_messages`: it leaves only once the reset is durable.
   A Ready handed out before the snapshot was installed may still be in
   flight: finish it by the contract (its committed entries all precede the
-  snapshot), then take the next one.
+  snapshot), then take the next one. Keep every received file until the
+  Ready carrying its point (or a later one) was handled: a second transfer
+  may be installed meanwhile. After the step, `node.snapshot` equal to the
+  file's point says the node installed it; otherwise discard the file.
+- Never step a SNAPSHOT message as it comes off the network (nor pass the
+  leader's on as a plain message): to the core it means "the whole file is
+  here and verified", and stepping one without the file would skip the
+  entries it covers in the state machine.
 
 Seams left for later issues (no implementation yet): membership changes
 where a CONFIG entry is applied (peers/quorum are plain attributes; the
@@ -95,6 +102,7 @@ heartbeat `context`, which followers echo back.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -285,6 +293,7 @@ class Progress:
         self.paused = False
         self.inflight.clear()
         self.pending_snapshot = 0
+        self.retry_wait = 0  # it answered in step: no transfer to retry
 
     def become_snapshot(self, index: int) -> None:
         self.state = ProgressState.SNAPSHOT
@@ -298,10 +307,12 @@ class RaftNode:
 
     Restart it from what storage recovered: the persisted hard state, the
     newest durable snapshot's point (`snapshot`, None when there is none)
-    and every durable log entry after it, in index order (entries at or
+    and every durable log entry after it, in index order. Entries at or
     below the snapshot index are skipped, so a log segment the snapshot
-    already covers may be passed too; the first one after it must be
-    `snapshot.index + 1`). `applied` is how far the caller's state machine
+    already covers may be passed too; a log holding a different entry at
+    the snapshot index is dropped whole (what a crash before the WAL reset
+    of an InstallSnapshot leaves); a log that starts past
+    `snapshot.index + 1` is a gap (ValueError). `applied` is how far the caller's state machine
     already is, at least the snapshot it loaded; the first Ready re-delivers
     committed entries after it.
     """
@@ -472,9 +483,7 @@ class RaftNode:
         if index <= self.log.offset:
             return
         if index > self._applied:
-            raise ValueError(
-                f"cannot compact to {index}: only {self._applied} applied"
-            )
+            raise ValueError(f"cannot compact to {index}: only {self._applied} applied")
         self.log.compact(index)
 
     def report_snapshot(self, peer: str, ok: bool) -> None:
@@ -946,6 +955,8 @@ class RaftNode:
         progress = self._progress[peer]
         log = self.log
         last_index = log.last_index
+        if progress.retry_wait:
+            return  # a snapshot transfer failed: wait before probing again
         replicate = progress.state is ProgressState.REPLICATE
         while True:
             if progress.paused:  # always so in snapshot state
@@ -1092,12 +1103,27 @@ class RaftNode:
 
 
 def _entries_after(snapshot: SnapshotMeta, entries: list[Entry]) -> list[Entry]:
-    """The recovered entries after `snapshot` (those it covers are skipped)."""
-    kept = [entry for entry in entries if entry.index > snapshot.index]
-    for entry in entries:
-        if entry.index == snapshot.index and entry.term != snapshot.term:
-            raise ValueError(
-                f"log entry {entry.index} has term {entry.term}, but the "
-                f"snapshot there has term {snapshot.term}"
-            )
+    """The recovered entries that continue the log after `snapshot`.
+
+    Those it covers are skipped (a WAL drops only whole segments). When the
+    log holds a different entry at the snapshot's index, none of it follows
+    the snapshot: a crash between making a leader's snapshot durable and
+    resetting the WAL leaves the old, diverging log behind, and nothing in
+    it past that point can be committed (Log Matching), so it all goes.
+    """
+    position = bisect_left(entries, snapshot.index, key=_index_of)
+    if position < len(entries) and entries[position].index == snapshot.index:
+        if entries[position].term != snapshot.term:
+            return []
+        position += 1
+    kept = entries[position:]
+    if kept and kept[0].index != snapshot.index + 1:
+        raise ValueError(
+            f"gap between the snapshot (last index {snapshot.index}) and the "
+            f"log after it (first index {kept[0].index})"
+        )
     return kept
+
+
+def _index_of(entry: Entry) -> int:
+    return entry.index

@@ -55,6 +55,13 @@ class MessageType(IntEnum):
     HEARTBEAT = 8
     HEARTBEAT_RESP = 9
     SNAPSHOT = 10  # InstallSnapshot: the leader's snapshot point, see Message
+    # Driver-to-driver, never stepped into the core: a follower pulling the
+    # leader's snapshot file (prez.server.snapshots). FETCH: index/log_term name
+    # the snapshot, commit is the byte offset wanted. CHUNK: the same, context
+    # the bytes, reject_hint the file size, hint_term 1 on the last chunk,
+    # reject when that snapshot is gone.
+    SNAPSHOT_FETCH = 11
+    SNAPSHOT_CHUNK = 12
 
 
 @dataclass(slots=True)

@@ -15,8 +15,15 @@ contract):
 - Leader Completeness: a new leader holds every entry committed so far, and
   a newly committed entry is in the log of every leader of a later term.
 - State Machine Safety: every applied sequence is a prefix of one history,
-  applied in order without gaps; committed entries never change.
-- Durable commit: an entry is on a majority's disks when it first commits.
+  applied in order without gaps; committed entries never change. A node's
+  applied sequence includes the prefix it restored from a snapshot, which
+  must be that history's prefix too.
+- Snapshots cover only committed entries: a snapshot taken by a node is a
+  prefix of the committed history, and a node's log is never compacted
+  past (nor its commit index moved by a snapshot beyond) what committed.
+- Durable commit: an entry is on a majority's disks (as a log entry, or
+  inside a durable snapshot) when it first commits, and stays so: checked
+  again over the whole history at every crash and at the end of a run.
 - Commit index never decreases, except across a restart, which reloads it
   from the persisted hard state.
 - Term and vote never regress on disk; a vote once persisted for a term
@@ -26,7 +33,7 @@ contract):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,11 +48,30 @@ class InvariantViolation(AssertionError):
         self.detail = detail
 
 
+class SnapshotImage(Protocol):
+    """A simulated state machine snapshot (the simulator's SnapshotFile)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def term(self) -> int: ...
+    @property
+    def entries(self) -> Sequence[Entry]: ...  # every applied entry, 1..index
+
+
 class DurableState(Protocol):
-    """What a node's disk holds (the simulator's Disk)."""
+    """What a node's disk holds (the simulator's Disk): the newest snapshot
+    and the log after it, entries[i].index == offset + i + 1."""
 
     hard_state: HardState
     entries: list[Entry]
+
+    @property
+    def snapshot(self) -> SnapshotImage | None: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def last_index(self) -> int: ...
 
 
 @dataclass
@@ -107,7 +133,23 @@ class SafetyChecker:
             )
         watch.leader_terms.add(term)
         log = node.log
-        for index, entry in enumerate(self.history, start=1):
+        history = self.history
+        # A compacted prefix is in the node's snapshot, itself checked
+        # against the history when it was taken; the snapshot point's term
+        # must still agree.
+        if log.offset > len(history):
+            raise InvariantViolation(
+                "snapshot within commit",
+                f"{name} compacted to {log.offset}, only {len(history)} committed",
+            )
+        if log.offset and history[log.offset - 1].term != log.offset_term:
+            raise InvariantViolation(
+                "Leader Completeness",
+                f"{name} leader of term {term} has snapshot point "
+                f"{log.offset}/{log.offset_term}, committed {history[log.offset - 1]}",
+            )
+        for index in range(log.offset + 1, len(history) + 1):
+            entry = history[index - 1]
             if log.term_at(index) is None or log.entry_at(index) != entry:
                 held = log.entry_at(index) if log.term_at(index) is not None else None
                 raise InvariantViolation(
@@ -118,6 +160,23 @@ class SafetyChecker:
     def _check_committed(self, node: RaftNode, low: int, high: int) -> None:
         log = node.log
         history = self.history
+        offset = log.offset
+        if low <= offset:
+            # Committed through a snapshot (installed or loaded at restart):
+            # it may only cover what the cluster committed.
+            if offset > len(history):
+                raise InvariantViolation(
+                    "snapshot within commit",
+                    f"{node.name} holds a snapshot at {offset}, only "
+                    f"{len(history)} committed",
+                )
+            if history[offset - 1].term != log.offset_term:
+                raise InvariantViolation(
+                    "State Machine Safety",
+                    f"{node.name} snapshot point {offset}/{log.offset_term}, "
+                    f"but {history[offset - 1]} was committed there",
+                )
+            low = offset + 1
         for index in range(low, high + 1):
             if log.term_at(index) is None:
                 raise InvariantViolation(
@@ -149,17 +208,76 @@ class SafetyChecker:
                         )
 
     def _check_durable_majority(self, entry: Entry) -> None:
-        position = entry.index - 1
         on_disk = [
-            name
-            for name, disk in self.disks.items()
-            if position < len(disk.entries) and disk.entries[position] == entry
+            name for name, disk in self.disks.items() if _disk_holds(disk, entry)
         ]
         if len(on_disk) < self.quorum:
             raise InvariantViolation(
                 "durable commit",
                 f"{entry} committed while durable only on {on_disk}",
             )
+
+    def check_committed_durable(self) -> None:
+        """Committed entries are never lost: every one of them is still on a
+        majority's disks, in a log or inside a snapshot."""
+        history = self.history
+        # Most disks hold an unbroken prefix of the history; count those in
+        # bulk and look at single entries only past the shortest majority.
+        prefixes = sorted(
+            (_held_prefix(disk, history) for disk in self.disks.values()),
+            reverse=True,
+        )
+        for index in range(prefixes[self.quorum - 1] + 1, len(history) + 1):
+            self._check_durable_majority(history[index - 1])
+
+    def check_state_machine(self, name: str, applied: Sequence[Entry]) -> None:
+        """`name`'s whole state machine (restored prefix and applied entries)
+        is the history's prefix, as long as the checker says it applied."""
+        watch = self.watch[name]
+        if (
+            len(applied) != watch.applied
+            or list(applied) != self.history[: len(applied)]
+        ):
+            raise InvariantViolation(
+                "State Machine Safety",
+                f"{name} state machine of {len(applied)} entries (applied "
+                f"{watch.applied}) is not a prefix of the committed history",
+            )
+
+    def check_snapshot(self, name: str, snapshot: SnapshotImage) -> None:
+        """A snapshot `name` took of its state machine: committed entries
+        only, exactly the committed prefix."""
+        history = self.history
+        index = snapshot.index
+        if index > len(history):
+            raise InvariantViolation(
+                "snapshot within commit",
+                f"{name} snapshot at {index}, only {len(history)} committed",
+            )
+        if len(snapshot.entries) != index or list(snapshot.entries) != history[:index]:
+            raise InvariantViolation(
+                "State Machine Safety",
+                f"{name} snapshot at {index} is not the committed prefix",
+            )
+        if index and snapshot.term != history[index - 1].term:
+            raise InvariantViolation(
+                "snapshot term",
+                f"{name} snapshot at {index} names term {snapshot.term}, "
+                f"committed {history[index - 1]}",
+            )
+
+    def check_restore(self, name: str, snapshot: SnapshotImage) -> None:
+        """`name`'s state machine was replaced by `snapshot` (InstallSnapshot):
+        it must be the committed prefix, and move the state machine forward."""
+        self.check_snapshot(name, snapshot)
+        watch = self.watch[name]
+        if snapshot.index <= watch.applied:
+            raise InvariantViolation(
+                "apply in order",
+                f"{name} loaded a snapshot at {snapshot.index} after applying "
+                f"{watch.applied}",
+            )
+        watch.applied = snapshot.index
 
     # -- the Ready contract ------------------------------------------------------
 
@@ -237,10 +355,10 @@ class SafetyChecker:
             )
         # An acknowledgement counts toward commit: it must be on disk.
         acked = msg_type == MessageType.APPEND_RESP and not msg.reject
-        if acked and msg.index > len(disk.entries):
+        if acked and msg.index > disk.last_index:
             raise InvariantViolation(
                 "append durable before acknowledging",
-                f"{msg.src} acknowledged {msg.index} holding {len(disk.entries)} on disk",
+                f"{msg.src} acknowledged {msg.index} holding {disk.last_index} on disk",
             )
 
     def check_apply(self, name: str, entries: list[Entry]) -> None:
@@ -267,11 +385,14 @@ class SafetyChecker:
                 "restart reloads term and vote",
                 f"{node.name} restarted at {node.term}/{node.vote!r}, disk {hard}",
             )
-        if node.commit_index != hard.commit:
+        if node.commit_index != max(hard.commit, disk.offset):
             raise InvariantViolation(
                 "durable commit within durable log",
-                f"{node.name} disk commit {hard.commit} but {len(disk.entries)} entries",
+                f"{node.name} disk commit {hard.commit} but log "
+                f"{disk.offset}+1..{disk.last_index}",
             )
+        if disk.snapshot is not None:
+            self.check_snapshot(node.name, disk.snapshot)
         # Across a restart these are reloaded from disk, not remembered; the
         # reloaded committed prefix must still be the committed history.
         watch.term = node.term
@@ -283,3 +404,33 @@ class SafetyChecker:
 
     def on_crash(self, name: str) -> None:
         self.current_leaders.pop(name, None)
+
+
+def _disk_holds(disk: DurableState, entry: Entry) -> bool:
+    index = entry.index
+    offset = disk.offset
+    if index <= offset:
+        snapshot = disk.snapshot
+        return snapshot is not None and snapshot.entries[index - 1] == entry
+    position = index - offset - 1
+    return position < len(disk.entries) and disk.entries[position] == entry
+
+
+def _held_prefix(disk: DurableState, history: list[Entry]) -> int:
+    """How many of the history's first entries `disk` holds, unbroken."""
+    offset = min(disk.offset, len(history))
+    snapshot = disk.snapshot
+    if offset and (
+        snapshot is None or snapshot.entries[offset - 1] != history[offset - 1]
+    ):
+        # (Snapshots are checked whole when taken; the last entry vouches.)
+        return 0
+    held = offset
+    for entry in disk.entries:
+        if held >= len(history):
+            break
+        expected = history[held]
+        if entry is not expected and entry != expected:
+            break
+        held += 1
+    return held

@@ -99,7 +99,7 @@ class SnapshotFile:
 
     index: int
     term: int
-    entries: tuple[Entry, ...]
+    entries: tuple[Entry, ...] = field(repr=False)
 
     @property
     def meta(self) -> SnapshotMeta:
@@ -163,7 +163,11 @@ class Disk:
         """What a restarting node is handed: copies of the durable state."""
         hard = self.hard_state
         snapshot = self.snapshot.meta if self.snapshot is not None else None
-        return HardState(hard.term, hard.vote, hard.commit), list(self.entries), snapshot
+        return (
+            HardState(hard.term, hard.vote, hard.commit),
+            list(self.entries),
+            snapshot,
+        )
 
 
 def take_snapshot(state: list[Entry]) -> SnapshotFile:
@@ -266,9 +270,10 @@ class SimNode:
     # The state machine: every applied entry from index 1 (a restored
     # snapshot's followed by those applied since).
     applied: list[Entry] = field(default_factory=list)
-    # A snapshot received from the leader and stepped into the node, not yet
-    # the durable base (a temporary file: a crash loses it).
-    incoming: SnapshotFile | None = None
+    # Snapshots received from the leader and installed by the node, not yet
+    # the durable base (temporary files: a crash loses them). A second one
+    # may arrive while the Ready carrying the first is being written.
+    incoming: dict[SnapshotMeta, SnapshotFile] = field(default_factory=dict)
     snapshotting: bool = False  # our own snapshot's write is in flight
 
 
@@ -289,6 +294,7 @@ class SimReport:
     snapshots_sent: int = 0  # SNAPSHOT messages: transfers started
     snapshots_installed: int = 0  # transfers a follower's core installed
     snapshot_failures: int = 0  # transfers reported failed to the leader
+    restarts_from_snapshot: int = 0  # crashed nodes restarted from a snapshot
 
 
 class SimFailure(AssertionError):
@@ -360,6 +366,7 @@ class Simulation:
         self.snapshots_sent = 0
         self.snapshots_installed = 0
         self.snapshot_failures = 0
+        self.restarts_from_snapshot = 0
         for member in self.members.values():
             self._start(member)
 
@@ -374,6 +381,8 @@ class Simulation:
             healed_at = self._heal()
             elected, committed, catch_up = self._await_liveness(healed_at)
             self.checker.check_committed_durable()
+            for member in self.members.values():
+                self.checker.check_state_machine(member.name, member.applied)
         except (InvariantViolation, AssertionError) as failure:
             raise SimFailure(self._failure_text(failure)) from failure
         return SimReport(
@@ -392,6 +401,7 @@ class Simulation:
             snapshots_sent=self.snapshots_sent,
             snapshots_installed=self.snapshots_installed,
             snapshot_failures=self.snapshot_failures,
+            restarts_from_snapshot=self.restarts_from_snapshot,
         )
 
     def _failure_text(self, failure: BaseException) -> str:
@@ -523,8 +533,10 @@ class Simulation:
         )
         # The state machine restarts from the snapshot (the driver loads it).
         member.applied = list(disk.snapshot.entries) if disk.snapshot else []
+        if disk.snapshot is not None:
+            self.restarts_from_snapshot += 1
         member.writing = None
-        member.incoming = None
+        member.incoming = {}
         member.snapshotting = False
         self._record(
             "start",
@@ -538,7 +550,7 @@ class Simulation:
         member.writing = None
         member.life += 1
         member.down_until = self.tick_count + downtime
-        member.incoming = None
+        member.incoming = {}
         member.snapshotting = False
         self.crashes += 1
         self.checker.on_crash(member.name)
@@ -583,13 +595,17 @@ class Simulation:
         installed = None
         if rd.snapshot is not None:
             # 2. The received snapshot becomes the durable base.
-            installed = member.incoming
-            if installed is None or installed.meta != rd.snapshot:
+            installed = member.incoming.get(rd.snapshot)
+            if installed is None:
                 raise InvariantViolation(
                     "ready snapshot received",
-                    f"{name} was handed {rd.snapshot}, holds {installed}",
+                    f"{name} was handed {rd.snapshot}, holds {list(member.incoming)}",
                 )
-            member.incoming = None
+            member.incoming = {
+                meta: file
+                for meta, file in member.incoming.items()
+                if meta.index > installed.index
+            }
             disk.reset_to(installed)
         # 3. The write completes: entries, then hard state.
         before = disk.hard_state
@@ -651,7 +667,9 @@ class Simulation:
             node.compact(snapshot.index)
 
     def _newest_file(self, member: SimNode) -> SnapshotFile | None:
-        files = [f for f in (member.disk.snapshot, member.incoming) if f is not None]
+        files = list(member.incoming.values())
+        if member.disk.snapshot is not None:
+            files.append(member.disk.snapshot)
         return max(files, key=lambda f: f.index) if files else None
 
     def _start_transfer(self, msg: Message) -> None:
@@ -708,7 +726,7 @@ class Simulation:
         before = node.snapshot
         node.step(stepped)
         if node.snapshot == file.meta and before != file.meta:
-            member.incoming = file
+            member.incoming[file.meta] = file
             self.snapshots_installed += 1
         self._after_input(member)
         if not duplicate:
@@ -880,7 +898,9 @@ class Network:
         self.nodes: dict[str, RaftNode] = {}
         # Each node's state machine: every applied entry from index 1.
         self.applied: dict[str, list[Entry]] = {name: [] for name in self.names}
-        self.incoming: dict[str, SnapshotFile] = {}  # received, not yet the base
+        # Received and installed, not yet the base (writes here are
+        # synchronous, so at most one per node).
+        self.incoming: dict[str, SnapshotFile] = {}
         self.transfers: list[tuple[str, str, bool]] = []  # (src, dst, ok)
         self.checker = SafetyChecker(self.names, self.disks)
         self.cut: set[frozenset[str]] = set()
