@@ -233,7 +233,9 @@ def test_hrandfield(run: Runner) -> None:
     pairs = list(run("HRANDFIELD", "h", 2, "WITHVALUES"))
     assert len(pairs) == 2 and len({f for f, _ in pairs}) == 2
     assert all(fields[f] == v for f, v in pairs)
-    assert len(run("HRANDFIELD", "h", -5, "WITHVALUES")) == 5  # five (field, value) pairs
+    assert (
+        len(run("HRANDFIELD", "h", -5, "WITHVALUES")) == 5
+    )  # five (field, value) pairs
     assert run.error("HRANDFIELD", "h", 1, "bogus") == "ERR syntax error"
     assert run.error("HRANDFIELD", "h", "x") == (
         "ERR value is not an integer or out of range"

@@ -165,7 +165,8 @@ def test_new_segment_is_made_durable_by_a_directory_fsync(
     assert fsync_calls == []  # nothing durable before sync()
     wal.sync()
     first = str(raft_dir / segment_name(1))
-    assert fsync_calls == [first, f"{raft_dir}/"]
+    # The first sync also makes the new raft directory's own entry durable.
+    assert fsync_calls == [first, f"{raft_dir}/", f"{node_dir}/"]
 
     fsync_calls.clear()
     wal.append(make_entries(2, 3))  # still fits: 1 record < 100 bytes
@@ -192,6 +193,7 @@ def test_rolled_over_segment_is_fsynced_with_the_new_one(
         str(raft_dir / segment_name(1)),
         str(raft_dir / segment_name(3)),
         f"{raft_dir}/",
+        f"{node_dir}/",  # the new raft directory's own entry
     ]
     wal.close()
 

@@ -407,6 +407,25 @@ def debug(conn: ClientConnection, args: list[bytes]) -> Any:
 
 
 @server_command(
+    "raft.snapshot",
+    1,
+    "admin noscript",
+    group="server",
+    summary="Takes a snapshot of the state machine now and compacts the log.",
+    since="0.1.0",
+)
+def raft_snapshot(conn: ClientConnection, args: list[bytes]) -> Any:
+    server = conn.server
+    if not server.clustered:
+        raise CommandError("ERR This instance has cluster support disabled")
+    if server.driver.force_snapshot():
+        return "Snapshot started"
+    raise CommandError(
+        "ERR no snapshot started: one is already running, or nothing was applied since the last"
+    )
+
+
+@server_command(
     "role",
     1,
     "fast stale noscript",

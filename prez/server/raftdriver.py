@@ -35,12 +35,13 @@ from prez.errors import (
     StorageError,
 )
 from prez.raft.core import NotLeader, RaftConfig, RaftNode, RaftSafetyError, Ready, Role
-from prez.raft.types import Entry, EntryKind, Message, MessageType
+from prez.raft.types import Entry, EntryKind, Message, MessageType, SnapshotMeta
 from prez.server.clustercmds import key_slot
 from prez.server.dispatch import Deferred
 from prez.server.forward import Forwarder
 from prez.server.logging import DEBUG, log
 from prez.server.peer import PeerBus
+from prez.server.snapshots import SnapshotManager
 from prez.storage.wal import WAL
 
 if TYPE_CHECKING:
@@ -83,7 +84,14 @@ class RaftDriver:
             election_ticks=max(2, round(timeout_ms / heartbeat_ms)),
             heartbeat_ticks=1,
         )
-        self.wal = WAL(config["dir"], fsync=config["raft-log-fsync"])
+        # Segments a quarter of the compaction threshold: compaction deletes
+        # whole segments, so smaller ones keep the log close to the threshold.
+        segment_bytes = min(
+            64 * 1024 * 1024, max(64 * 1024, config["raft-log-max-size"] // 4)
+        )
+        self.wal = WAL(
+            config["dir"], fsync=config["raft-log-fsync"], segment_bytes=segment_bytes
+        )
         self.node: RaftNode | None = None
         host = config["bind"][0]
         self.client_addr = f"{host}:{config['port']}"
@@ -95,6 +103,9 @@ class RaftDriver:
         self.forwarder = Forwarder(password=config["requirepass"], source_host=host)
         self.pending: dict[int, tuple[int, Deferred]] = {}  # index -> (term, reply)
         self.applied = 0
+        self.bytes_since_snapshot = 0  # entry bytes written since the last snapshot
+        self._bytes_at_snapshot_start = 0
+        self.snapshots = SnapshotManager(self)
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prez-fsync")
@@ -117,11 +128,33 @@ class RaftDriver:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        restored = self.snapshots.restore(self.store)
         hard_state, entries = self.wal.open()
         for warning in self.wal.recovery_warnings:
             log.warning(warning)
+        snapshot = None
+        if restored is not None:
+            snapshot = SnapshotMeta(restored.index, restored.term)
+            entries = [e for e in entries if e.index > restored.index]
+            self.applied = restored.index
+            self.bytes_since_snapshot = 0
+        if entries and entries[0].index != (restored.index if restored else 0) + 1:
+            where = (
+                f"snapshot {self.snapshots.latest.path} ends at index {restored.index}"
+                if restored is not None and self.snapshots.latest is not None
+                else "there is no snapshot"
+            )
+            raise StorageError(
+                f"gap between snapshot and log: {where} but the log in "
+                f"{self.wal.raft_dir} resumes at index {entries[0].index}"
+            )
         self.node = RaftNode(
-            self.raft_config, random.Random(), hard_state, entries, applied=0
+            self.raft_config,
+            random.Random(),
+            hard_state,
+            entries,
+            applied=self.applied,
+            snapshot=snapshot,
         )
         self.term = hard_state.term
         log.notice(
@@ -138,6 +171,8 @@ class RaftDriver:
 
     async def close(self) -> None:
         self._closing = True
+        self.snapshots.kill_child()
+        self.snapshots.abort_receive()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -247,12 +282,112 @@ class RaftDriver:
                 f"--- Received AppendEntries term {msg.term}, name: {msg.src}, "
                 f"logindex {last}, leadercommit {msg.commit}"
             )
+        kind = msg.type
+        if (
+            kind == MessageType.SNAPSHOT
+            or kind == MessageType.SNAPSHOT_FETCH
+            or kind == MessageType.SNAPSHOT_CHUNK
+        ):
+            self._on_snapshot_message(msg)
+            return
         try:
             node.step(msg)
         except RaftSafetyError as e:
             self._fatal(f"Raft safety violation: {e}")
             return
         self._kick()
+
+    def _on_snapshot_message(self, msg: Message) -> None:
+        node = self.node
+        assert node is not None
+        snapshots = self.snapshots
+        if msg.type == MessageType.SNAPSHOT:  # an offer from the leader
+            if msg.src != self.leader and msg.term < node.term:
+                return
+            fetch = snapshots.on_offer(msg)
+            if fetch is not None:
+                self.bus.send([fetch])
+        elif msg.type == MessageType.SNAPSHOT_FETCH:  # we lead: serve a chunk
+            reply = snapshots.serve_fetch(msg)
+            self.bus.send([reply])
+            if reply.reject:
+                node.report_snapshot(msg.src, False)
+            elif reply.hint_term:  # the last chunk went out
+                node.report_snapshot(msg.src, True)
+                snapshots.serving.pop(msg.src, None)
+            self._kick()
+        else:  # a chunk for us
+            fetch, offer = snapshots.on_chunk(msg)
+            if fetch is not None:
+                self.bus.send([fetch])
+            if offer is not None:
+                try:
+                    node.step(offer)
+                except RaftSafetyError as e:
+                    self._fatal(f"Raft safety violation: {e}")
+                    return
+                installed = node.snapshot
+                if installed is None or (installed.index, installed.term) < (
+                    offer.index,
+                    offer.log_term,
+                ):
+                    # Stale by the time it arrived: the core kept its own state.
+                    snapshots.discard(offer.index, offer.log_term)
+                self._kick()
+
+    def _snapshot_timers(self) -> None:
+        node = self.node
+        assert node is not None
+        refetch = self.snapshots.refetch_if_stalled()
+        if refetch is not None:
+            self.bus.send([refetch])
+        for peer in self.snapshots.stale_transfers():
+            log.warning(
+                f"Snapshot transfer to {peer} went silent; it will be offered again"
+            )
+            node.report_snapshot(peer, False)
+        if self.snapshots.child is not None:
+            self._kick()  # poll the child from the Ready loop
+
+    def _snapshot_housekeeping(self) -> None:
+        """After each Ready: finish a snapshot child, compact, start a new one."""
+        node = self.node
+        assert node is not None
+        snapshots = self.snapshots
+        done = snapshots.poll()
+        if done is not None:
+            node.compact(done.index)
+            covered, self._bytes_at_snapshot_start = self._bytes_at_snapshot_start, 0
+            self.bytes_since_snapshot = max(0, self.bytes_since_snapshot - covered)
+            # Keep the log after the OLDER of the two kept snapshots: if the newest
+            # one is damaged, restart falls back to the older one plus this log.
+            keep_from = snapshots.compaction_floor()
+            if keep_from > 0:
+                removed = self.wal.compact(keep_from)
+                if removed:
+                    log.verbose(
+                        f"Compacted the log up to index {keep_from}: {removed} segments removed"
+                    )
+        if snapshots.due(self.applied, self.bytes_since_snapshot):
+            members = [f"{n} {h}:{p}" for n, (h, p) in self.members.items()]
+            term = node.log.term_at(self.applied)
+            if term is not None and snapshots.start(self.applied, term, members):
+                self._bytes_at_snapshot_start = self.bytes_since_snapshot
+
+    def force_snapshot(self) -> bool:
+        """RAFT.SNAPSHOT: take one now (False if one is already running)."""
+        node = self.node
+        assert node is not None
+        term = node.log.term_at(self.applied)
+        if term is None or self.applied <= (
+            self.snapshots.latest.index if self.snapshots.latest else 0
+        ):
+            return False
+        members = [f"{n} {h}:{p}" for n, (h, p) in self.members.items()]
+        started = self.snapshots.start(self.applied, term, members)
+        if started:
+            self._bytes_at_snapshot_start = self.bytes_since_snapshot
+        return started
 
     async def _ticker(self) -> None:
         node = self.node
@@ -266,6 +401,7 @@ class RaftDriver:
             if next_tick < loop.time():  # the loop stalled: do not tick in a burst
                 next_tick = loop.time() + interval
             node.tick()
+            self._snapshot_timers()
             self._kick()
 
     async def _ready_loop(self) -> None:
@@ -292,9 +428,23 @@ class RaftDriver:
                 rd = node.ready()
                 if rd.messages:
                     self._send(rd.messages)
+                if rd.snapshot is not None:
+                    try:
+                        # The received file is already durable in place; the
+                        # log restarts after it (the core hands the kept suffix
+                        # out again in rd.entries).
+                        wal.reset(rd.snapshot.index + 1)
+                    except OSError as e:
+                        self._fatal(
+                            f"Resetting the Raft log for a snapshot failed: {e}"
+                        )
+                        return
                 if rd.entries or rd.hard_state is not None:
                     try:
                         if rd.entries:
+                            self.bytes_since_snapshot += sum(
+                                len(e.data) for e in rd.entries
+                            )
                             wal.append(rd.entries)
                         if rd.hard_state is not None:
                             wal.set_hard_state(rd.hard_state)
@@ -311,13 +461,33 @@ class RaftDriver:
                         return
                 if rd.persisted_messages:
                     self._send(rd.persisted_messages)
+                if rd.snapshot is not None:
+                    self.snapshots.install(
+                        rd.snapshot.index, rd.snapshot.term, self.store
+                    )
+                    self.applied = rd.snapshot.index
+                    self.bytes_since_snapshot = 0
+                    log.notice(
+                        f"Installed snapshot {rd.snapshot.index}/{rd.snapshot.term}"
+                    )
                 if rd.committed_entries:
                     self._apply(rd.committed_entries)
                 if rd.soft_state is not None:
                     self._on_soft_state(rd)
                 node.advance(rd)
+                self._snapshot_housekeeping()
+            # Also when no Ready came (an idle one-node cluster): reap a
+            # finished snapshot child, compact, start a due snapshot.
+            self._snapshot_housekeeping()
 
     def _send(self, messages: list[Message]) -> None:
+        for msg in messages:
+            if msg.type == MessageType.SNAPSHOT:
+                # Sent as an offer: the follower pulls the file in chunks.
+                self.snapshots.serving[msg.dst] = time.monotonic()
+                log.verbose(
+                    f"Offering snapshot {msg.index}/{msg.log_term} to {msg.dst}"
+                )
         if log.level <= DEBUG:
             for msg in messages:
                 if (
@@ -465,6 +635,10 @@ class RaftDriver:
                 e.calls for e in self.server.commands.values() if e.kind == 0
             ),
             "raft_forwarded": self.server.stats.forwarded,
+            "raft_log_bytes": self.wal.size_bytes,
+            "raft_log_first_index": self.wal.first_index,
+            "raft_log_bytes_since_snapshot": self.bytes_since_snapshot,
+            **self.snapshots.info_fields(),
         }
         for name in self.members:
             if name == self.name:

@@ -42,6 +42,8 @@ from prez.storage.snapshot import (
     list_snapshots,
     load_newest_valid,
     read_snapshot,
+    snapshot_dir,
+    snapshot_name,
     write_snapshot,
 )
 
@@ -134,6 +136,9 @@ class SnapshotManager:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                # Below the servers' priority: the node keeps heartbeating and
+                # serving while its snapshot is written.
+                os.nice(10)
                 write_snapshot(self.dir, store, meta, fsync=self.fsync)
                 code = 0
             except BaseException as e:  # noqa: BLE001 - reported through the exit code
@@ -191,6 +196,24 @@ class SnapshotManager:
         )
         return meta
 
+    def compaction_floor(self) -> int:
+        """How far the log may be compacted: the older kept snapshot's index.
+
+        Restart falls back to the previous snapshot when the newest is damaged,
+        and needs the log after it; with a single snapshot nothing is dropped.
+        """
+        kept = list_snapshots(self.dir)
+        return kept[1].index if len(kept) >= 2 else 0
+
+    def discard(self, index: int, term: int) -> None:
+        """Remove a received file the core did not install (it was stale)."""
+        for info in list_snapshots(self.dir):
+            if (info.index, info.term) == (index, term):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(info.path)
+        remaining = list_snapshots(self.dir)
+        self.latest = remaining[0] if remaining else None
+
     def kill_child(self) -> None:
         if self.child is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -198,6 +221,14 @@ class SnapshotManager:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.child, 0)
             self.child = None
+            meta = self.child_meta
+            if meta is not None:  # its half-written temp file
+                temp = os.path.join(
+                    snapshot_dir(self.dir),
+                    snapshot_name(meta.index, meta.term) + ".tmp",
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
 
     # -- leader side: serving chunks ----------------------------------------------
 
@@ -359,6 +390,7 @@ class SnapshotManager:
             "raft_snapshot_fork_ms": f"{self.last_fork_ms:.3f}",
             "raft_snapshot_fork_max_ms": f"{self.max_fork_ms:.3f}",
             "raft_snapshot_in_progress": int(self.child is not None),
+            "raft_snapshot_child_pid": self.child or 0,
             "raft_snapshots_taken": self.snapshots_taken,
             "raft_snapshots_installed": self.snapshots_installed,
             "raft_snapshot_receiving": f"{self.receiving[0]}" if self.receiving else "",

@@ -88,6 +88,7 @@ class WAL:
         self._segment_firsts: list[int] = []  # for bisect; mirrors _segments
         self._unsynced: list[_Segment] = []  # written or cut since the last sync
         self._dir_dirty = False  # a segment was created since the last sync
+        self._parent_dirty = False  # the raft directory itself was just created
         self._staged_state: HardState | None = None
         self._saved_state = HardState()
         self._opened = False
@@ -105,8 +106,9 @@ class WAL:
             raise RuntimeError("WAL already open")
         if not os.path.isdir(self.raft_dir):
             os.makedirs(self.raft_dir, exist_ok=True)
-            # The new directory's own entry must survive a power loss too.
-            fsync_dir(os.path.dirname(os.path.abspath(self.raft_dir)))
+            # The new directory's own entry must survive a power loss too:
+            # its parent is fsynced with the first sync().
+            self._parent_dirty = True
         self.recovery_warnings = []
         state = load_hard_state(self.raft_dir)
         self._saved_state = HardState(state.term, state.vote, state.commit)
@@ -336,6 +338,28 @@ class WAL:
             fsync_dir(self.raft_dir)
         return removable
 
+    def reset(self, first_index: int) -> None:
+        """Drop every entry and start an empty log at `first_index`.
+
+        For a follower that installed a snapshot ending at first_index - 1:
+        the snapshot file is durable before this is called, and the
+        directory is fsynced here, so a crash leaves either the old segments
+        (entries the snapshot supersedes, skipped on recovery) or the new
+        empty log, never a mix that starts past the snapshot.
+        """
+        self._check_open()
+        self._remove_segments(0)
+        self._unsynced.clear()
+        self._new_segment(first_index)
+        if self.fsync:
+            fsync_dir(self.raft_dir)
+        self._dir_dirty = False
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of records in all segments."""
+        return sum(segment.size for segment in self._segments)
+
     # -- durability -------------------------------------------------------------
 
     def set_hard_state(self, state: HardState) -> None:
@@ -350,6 +374,9 @@ class WAL:
                 os.fsync(segment.fd)
             if self._dir_dirty:
                 fsync_dir(self.raft_dir)
+            if self._parent_dirty:
+                fsync_dir(os.path.dirname(os.path.abspath(self.raft_dir)))
+        self._parent_dirty = False
         last = self._segments[-1] if self._segments else None
         for segment in self._unsynced:
             if segment is not last:  # rolled over: kept open only for this fsync
