@@ -45,6 +45,7 @@ class Stats:
         "unknown_commands",
         "expired_keys",
         "forwarded",
+        "loop_lag_max",
         "started",
     )
 
@@ -60,6 +61,7 @@ class Stats:
         self.unknown_commands = 0
         self.expired_keys = 0
         self.forwarded = 0
+        self.loop_lag_max = 0.0
 
 
 class Server:
@@ -149,10 +151,12 @@ class Server:
             f"on {' '.join(self.config['bind'])}:{port}"
         )
         expiry = asyncio.create_task(self._active_expiry())
+        lag_probe = asyncio.create_task(self._measure_loop_lag())
         try:
             await self._stop.wait()
         finally:
             expiry.cancel()
+            lag_probe.cancel()
             for open_listener in self._servers:
                 open_listener.close()
             for client in list(self.clients.values()):
@@ -189,6 +193,21 @@ class Server:
                 keys = db.expired_keys(now, EXPIRE_BATCH)
                 if keys:
                     self.driver.propose_internal(db.index, [b"prez.expire", *keys], now)
+
+    async def _measure_loop_lag(self) -> None:
+        """How late a 10 ms timer fires: the longest the event loop was stuck.
+
+        Shown in INFO stats (loop_lag_max_ms, reset by CONFIG RESETSTAT), so a
+        stall (a fork for a snapshot, a long command) is visible and measurable.
+        """
+        loop = asyncio.get_running_loop()
+        interval = 0.01
+        while True:
+            expected = loop.time() + interval
+            await asyncio.sleep(interval)
+            lag = loop.time() - expected
+            if lag > self.stats.loop_lag_max:
+                self.stats.loop_lag_max = lag
 
     def count_expired(self, deleted: int) -> None:
         """Called when a `prez.expire` entry is applied."""
@@ -280,6 +299,7 @@ class Server:
                 + s.unknown_commands,
                 "unknown_commands": s.unknown_commands,
                 "protocol_errors": s.protocol_errors,
+                "loop_lag_max_ms": f"{s.loop_lag_max * 1000:.1f}",
             }
         )
 
