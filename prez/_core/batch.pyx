@@ -96,7 +96,7 @@ def run_local(
             reply = entry.handler(db, args, now)
         except CommandError as e:
             entry.failed += 1
-            reply = e
+            reply = e.with_traceback(None)  # no frame cycle (see prez/server/app.py)
         if timing:
             entry.nanos += <long long>clock() - started
             entry.timed += 1

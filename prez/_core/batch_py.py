@@ -63,7 +63,7 @@ def run_local(
             reply = entry.handler(db, args, now)
         except CommandError as e:
             entry.failed += 1
-            reply = e
+            reply = e.with_traceback(None)  # no frame cycle (see prez/server/app.py)
         if timing and clock is not None:
             entry.nanos += clock() - started
             entry.timed += 1

@@ -258,7 +258,9 @@ class ClientConnection(asyncio.Protocol):
                 reply = entry.handler(self, args)
         except CommandError as e:
             entry.failed += 1
-            reply = e
+            # Kept as the reply: drop the traceback, whose frame refers back
+            # to the error (a cycle only the GC could free, see app.py).
+            reply = e.with_traceback(None)
         if timing and clock is not None:
             entry.nanos += clock() - started
             entry.timed += 1

@@ -522,7 +522,7 @@ class RaftDriver:
                         )
                     result = spec.handler(store_dbs[db], args, now)
                 except CommandError as e:
-                    result = e
+                    result = e.with_traceback(None)  # no frame cycle (see app.py)
                 except ProtocolError as e:
                     # Every replica holds the same bytes, so every replica
                     # skips this entry the same way.
