@@ -13,12 +13,22 @@ that fall behind are caught up by InstallSnapshot many times per run, and
 snapshot transfers break too (dropped, lost to a crash or partition, or
 refused, each reported to the leader).
 
-    PREZ_SEEDS=5000         seeds 0..4999 for both sets (default: 0..499
-                            without snapshots, 0..299 with)
+A third and fourth set run clients that read and write registers (a few
+keys) through read_index() in read mode "linearizable" and "lease", with
+leadership transfers at random points besides the faults; every run's
+history of acknowledged reads and writes (writes whose outcome is unknown
+included as such) must pass the linearizability checker. A "stale" mode that
+answers from a node's applied state at once must fail it on some seed, so
+the checker is known to catch stale reads.
+
+    PREZ_SEEDS=5000         seeds 0..4999 for every set (default: 0..499
+                            without snapshots, 0..299 with, 0..199 per
+                            read mode)
     PREZ_SEEDS=1000-2000    seeds 1000..1999
     PREZ_SEED=123 python -m pytest tests/test_raft_sim.py -k replay
                             one seed, with a longer trace on failure
-                            (add PREZ_SNAPSHOT_EVERY=10 for the snapshot set)
+                            (add PREZ_SNAPSHOT_EVERY=10 for the snapshot set,
+                            PREZ_READ_MODE=lease for a read set)
 """
 
 from __future__ import annotations
@@ -27,10 +37,12 @@ import os
 
 import pytest
 
+from prez.raft.core import RaftConfig
 from prez.testing.sim import SimFailure, SimReport, Simulation, run_seed
 
 DEFAULT_SEEDS = 500
 DEFAULT_SNAPSHOT_SEEDS = 300
+DEFAULT_READ_SEEDS = 200
 SNAPSHOT_EVERY = 10  # applied entries between two snapshots of a node
 
 # Seeds that once found a bug; they run in every run whatever PREZ_SEEDS says.
@@ -58,22 +70,25 @@ def seed_range(default: int = DEFAULT_SEEDS) -> range:
     return range(int(spec))
 
 
-def replay_command(seed: int, snapshot_every: int = 0) -> str:
+def replay_command(seed: int, snapshot_every: int = 0, read_mode: str = "") -> str:
     snapshots = f"PREZ_SNAPSHOT_EVERY={snapshot_every} " if snapshot_every else ""
+    reads = f"PREZ_READ_MODE={read_mode} " if read_mode else ""
     return (
-        f"PREZ_SEED={seed} {snapshots}python -m pytest tests/test_raft_sim.py -k replay"
+        f"PREZ_SEED={seed} {snapshots}{reads}"
+        "python -m pytest tests/test_raft_sim.py -k replay"
     )
 
 
 def run_or_fail(
-    seed: int, trace_length: int = 40, snapshot_every: int = 0
+    seed: int, trace_length: int = 40, snapshot_every: int = 0, read_mode: str = ""
 ) -> SimReport:
     try:
         return run_seed(
             seed,
-            replay_hint=replay_command(seed, snapshot_every),
+            replay_hint=replay_command(seed, snapshot_every, read_mode),
             trace_length=trace_length,
             snapshot_every=snapshot_every,
+            read_mode=read_mode,
         )
     except SimFailure as failure:
         pytest.fail(str(failure), pytrace=False)
@@ -93,6 +108,12 @@ def test_seed_with_snapshots(seed: int) -> None:
     assert report.snapshots_taken >= 1
 
 
+@pytest.mark.parametrize("seed", seed_range(DEFAULT_READ_SEEDS))
+@pytest.mark.parametrize("read_mode", ["linearizable", "lease"])
+def test_seed_reads_are_linearizable(read_mode: str, seed: int) -> None:
+    run_or_fail(seed, read_mode=read_mode)
+
+
 def test_replay() -> None:
     """Re-run the seed named by PREZ_SEED with a long trace."""
     seed = os.environ.get("PREZ_SEED")
@@ -102,7 +123,63 @@ def test_replay() -> None:
         int(seed),
         trace_length=int(os.environ.get("PREZ_TRACE", "200")),
         snapshot_every=int(os.environ.get("PREZ_SNAPSHOT_EVERY", "0")),
+        read_mode=os.environ.get("PREZ_READ_MODE", ""),
     )
+
+
+def first_history_failure(seeds: range, read_mode: str) -> SimFailure | None:
+    for seed in seeds:
+        try:
+            run_seed(seed, read_mode=read_mode)
+        except SimFailure as failure:
+            return failure
+    return None
+
+
+def test_stale_reads_fail_the_linearizability_check() -> None:
+    """Serving reads from a node's applied state without ReadIndex (a
+    lagging follower, a deposed leader) is caught by the checker within a
+    few seeds: a passing read set means something."""
+    failure = first_history_failure(range(20), "stale")
+    assert failure is not None
+    assert "linearizable history" in str(failure)
+    assert "NOT linearizable" in str(failure)
+
+
+def test_a_lease_nobody_promised_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lease runs exercise the lease: with followers that do not refuse
+    votes while they hear from a leader (no CheckQuorum) and a lease of
+    three election timeouts, a deposed leader serves stale reads and the
+    check fails on some seed."""
+    original = RaftConfig.validate
+
+    def unsafe_lease(config: RaftConfig) -> None:
+        if config.read_mode == "lease":
+            config.check_quorum = False
+            config.lease_drift_ticks = -2 * config.election_ticks
+            return
+        original(config)
+
+    monkeypatch.setattr(RaftConfig, "validate", unsafe_lease)
+    failure = first_history_failure(range(100), "lease")
+    assert failure is not None
+    assert "linearizable history" in str(failure)
+
+
+def test_read_runs_exercise_reads_writes_and_transfers() -> None:
+    """The read sets are worth their time: most runs serve many reads and
+    acknowledge many writes, and transfers start and complete."""
+    for read_mode in ("linearizable", "lease"):
+        reports = [run_seed(seed, read_mode=read_mode) for seed in range(20)]
+        assert all(report.reads_served >= 10 for report in reports)
+        assert sum(report.reads_served for report in reports) >= 50 * len(reports)
+        assert all(report.writes_acked >= 5 for report in reports)
+        assert sum(report.writes_acked for report in reports) >= 20 * len(reports)
+        assert sum(report.reads_failed for report in reports) > 0
+        assert sum(report.transfers_done for report in reports) >= 10
+        assert sum(report.elections for report in reports) >= 3 * len(reports)
 
 
 def test_same_seed_same_run() -> None:
@@ -112,6 +189,13 @@ def test_same_seed_same_run() -> None:
     assert [first._format_event(e) for e in first.trace] == [
         second._format_event(e) for e in second.trace
     ]
+
+
+def test_same_seed_same_read_run() -> None:
+    first = Simulation(7, read_mode="lease", trace_length=200)
+    second = Simulation(7, read_mode="lease", trace_length=200)
+    assert first.run() == second.run()
+    assert first.operations == second.operations
 
 
 def test_seeds_exercise_elections_and_faults() -> None:

@@ -94,28 +94,71 @@ moves the bytes):
   here and verified", and stepping one without the file would skip the
   entries it covers in the state machine.
 
+Reads (thesis 6.4): `node.read_index(context)` asks for a read index for
+the client reads that arrived before the call; a driver batches them, one
+context (opaque bytes, unique among its pending requests) per batch.
+
+- The answer is a `ReadState(index, context)` in `rd.read_states` of a later
+  Ready. It needs nothing durable: handle it whenever the Ready is taken.
+  Serve that batch from the state machine once applied >= index (usually
+  after step 5 of a later Ready; the state may be further on, which is
+  fine). A node that restarts has lost its requests: fail their clients.
+- `ReadState(READ_FAILED, context)` (index -1, `.failed`) ends a request
+  that cannot be answered: no leader known, the node's role, leader or
+  term changed while it waited (a leader stepping down, a follower whose
+  leader changed), the leader refused it, or no answer came within two
+  election timeouts (a lost READ_INDEX, a leader cut off from its majority
+  without CheckQuorum). Answer those clients with an error (safe to retry:
+  a read changed nothing). Every request gets exactly one ReadState.
+- Leader: a read index is the commit index once an entry of its own term
+  has committed (a new leader queues requests until its no-op commits), and
+  is handed out when a majority answered a heartbeat round sent after the
+  request (rounds are numbered in the heartbeat `context`, which followers
+  echo; one round confirms every request before it). Requests since the
+  last Ready share one round, sent by `ready()`. In `read_mode="lease"`,
+  while a majority answered a heartbeat sent less than `election_ticks -
+  lease_drift_ticks` ticks ago, the answer comes at once with no message
+  (see RaftConfig.lease_drift_ticks for the clock assumption).
+- Follower: the request goes to the leader as READ_INDEX; the leader
+  confirms it as above and answers READ_INDEX_RESP; the follower hands out
+  the ReadState and the driver serves from its own state machine.
+
+Leadership transfer (thesis 3.10): `node.transfer_leader(target)` on the
+leader. Until the transfer ends, `propose()` raises LeadershipTransferring
+(a NotLeader whose `leader` is the target; a driver answers as for "no
+leader", safe to retry) and `node.transferring_to` names the target. The
+leader brings the target's log up to date, sends it TIMEOUT_NOW (in
+`rd.messages`), and the target campaigns at once without PreVote, its vote
+requests flagged (`context == TRANSFER_CONTEXT`) so voters grant them even
+while they hear from the leader. The leader learns of the new term and steps
+down (soft_state); if no new leader took over within an election timeout,
+`transferring_to` becomes None and proposals are accepted again. Lease reads
+stop for the rest of the leader's term once a transfer started.
+
 Seams left for later issues (no implementation yet): membership changes
 where a CONFIG entry is applied (peers/quorum are plain attributes; the
-snapshot's membership is the driver's for now), ReadIndex through the
-heartbeat `context`, which followers echo back.
+snapshot's membership is the driver's for now).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from prez.errors import PrezError
 from prez.raft.log import RaftLog
 from prez.raft.types import (
+    READ_FAILED,
+    TRANSFER_CONTEXT,
     Entry,
     EntryKind,
     HardState,
     Message,
     MessageType,
+    ReadState,
     SnapshotMeta,
 )
 
@@ -133,8 +176,9 @@ PRE_VOTE_RESP = MessageType.PRE_VOTE_RESP
 HEARTBEAT = MessageType.HEARTBEAT
 HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
 SNAPSHOT = MessageType.SNAPSHOT
-# TIMEOUT_NOW (leadership transfer) is the seam of a later issue; until
-# then it is dropped with any type we do not know.
+TIMEOUT_NOW = MessageType.TIMEOUT_NOW
+READ_INDEX = MessageType.READ_INDEX
+READ_INDEX_RESP = MessageType.READ_INDEX_RESP
 _HANDLED_TYPES = frozenset(
     {
         APPEND,
@@ -146,8 +190,12 @@ _HANDLED_TYPES = frozenset(
         HEARTBEAT,
         HEARTBEAT_RESP,
         SNAPSHOT,
+        TIMEOUT_NOW,
+        READ_INDEX,
+        READ_INDEX_RESP,
     }
 )
+READ_MODES = ("linearizable", "lease")
 # What a leader sends to its followers; a follower takes the sender as its
 # leader, and a stale one is told the current term.
 _FROM_LEADER = (APPEND, HEARTBEAT, SNAPSHOT)
@@ -171,6 +219,15 @@ class NotLeader(PrezError):
         self.leader = leader
 
 
+class LeadershipTransferring(NotLeader):
+    """propose() on a leader that is handing leadership to `leader` (the
+    transfer target): writes stop for at most an election timeout."""
+
+    def __init__(self, target: str) -> None:
+        PrezError.__init__(self, f"leadership is being transferred to {target}")
+        self.leader = target
+
+
 class RaftSafetyError(PrezError):
     """A Raft invariant broke (for example a committed entry would be
     overwritten). The node must stop; continuing would corrupt data."""
@@ -189,6 +246,24 @@ class RaftConfig:
     snapshot_retry_ticks: int = 10
     pre_vote: bool = True
     check_quorum: bool = True
+    # How read_index() confirms that this node still leads (thesis 6.4):
+    # "linearizable": ReadIndex, one heartbeat round to a majority per batch
+    # of requests. "lease": answer at once while the leader holds a lease,
+    # else fall back to ReadIndex. Every node of a cluster must use the same
+    # mode (in lease mode a restarted node also honours the lease it may
+    # have granted before the crash).
+    read_mode: str = "linearizable"
+    # The lease (read_mode "lease") rests on the followers' election timers:
+    # a follower that answered a heartbeat refuses votes for election_ticks
+    # ticks (CheckQuorum). The leader trusts its lease only for
+    # election_ticks - lease_drift_ticks ticks after SENDING the heartbeat
+    # that a majority answered. One tick of this margin absorbs the rounding
+    # of time to whole ticks; every further tick lets the nodes' clocks run
+    # apart by one tick period per election timeout (2: 10% with 10 ticks).
+    # The assumption: no clock in the cluster runs faster than the others by
+    # more than that, and no process pauses longer (a paused leader's lease
+    # may have expired when it wakes up).
+    lease_drift_ticks: int = 2
 
     def validate(self) -> None:
         if self.name not in self.peers:
@@ -203,6 +278,17 @@ class RaftConfig:
             raise ValueError("max_inflight and max_append_bytes must be >= 1")
         if self.snapshot_retry_ticks < 1:
             raise ValueError("snapshot_retry_ticks must be >= 1")
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"read_mode must be one of {READ_MODES}")
+        if self.read_mode == "lease":
+            if not 1 <= self.lease_drift_ticks < self.election_ticks - 1:
+                raise ValueError(
+                    "lease_drift_ticks must be >= 1 and leave a lease of 2 ticks"
+                )
+            if not self.check_quorum:
+                # Followers refuse disruptive votes only with CheckQuorum;
+                # without it a new leader may rise while the lease holds.
+                raise ValueError("read_mode lease needs check_quorum")
 
 
 @dataclass(slots=True)
@@ -229,7 +315,10 @@ class Ready:
     # base of the log, then load it into the state machine before applying
     # committed_entries (all of which come after it).
     snapshot: SnapshotMeta | None = None
-    # Seam: read_states (ReadIndex) joins here in a later issue.
+    # Answers to read_index(), in request order per context: serve the reads
+    # of a context once applied >= index; a failed one (index == -1) means
+    # answering those reads with an error. Needs no write: handle any time.
+    read_states: list[ReadState] = field(default_factory=list)
 
 
 class ProgressState(StrEnum):
@@ -265,6 +354,8 @@ class Progress:
         "sent_commit",
         "pending_snapshot",
         "retry_wait",
+        "read_ack",
+        "lease_tick",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -280,6 +371,11 @@ class Progress:
         self.sent_commit = 0  # commit index carried by the last append sent
         self.pending_snapshot = 0
         self.retry_wait = 0
+        # The newest heartbeat round the follower answered (ReadIndex), and
+        # the tick at which the newest answered round we still date was sent
+        # (the lease); None until one is answered.
+        self.read_ack = 0
+        self.lease_tick: int | None = None
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE
@@ -300,6 +396,20 @@ class Progress:
         self.paused = True
         self.inflight.clear()
         self.pending_snapshot = index
+
+
+class _ReadRequest:
+    """A read_index() request the leader holds: from itself or, by
+    READ_INDEX, from `requester`."""
+
+    __slots__ = ("requester", "context", "since", "index", "round")
+
+    def __init__(self, requester: str, context: bytes, since: int) -> None:
+        self.requester = requester
+        self.context = context
+        self.since = since  # tick it arrived, for the timeout
+        self.index = 0  # the commit index recorded for it
+        self.round = 0  # the heartbeat round whose majority answer confirms it
 
 
 class RaftNode:
@@ -377,6 +487,35 @@ class RaftNode:
         # proposal and answer since the last Ready into one AppendEntries.
         self._pending_sends: dict[str, bool] = {}
         self._bcast_new_entries = False
+
+        # Reads (thesis 6.4). `_ticks` counts every tick of this node's life:
+        # the clock of read timeouts and of the lease.
+        self._ticks = 0
+        self._read_mode = config.read_mode
+        self._lease_ticks = config.election_ticks - config.lease_drift_ticks
+        self._read_timeout = 2 * config.election_ticks
+        self._read_states: list[ReadState] = []
+        # Leader: heartbeat rounds are numbered (the context of a HEARTBEAT,
+        # echoed by the answer) and dated, to confirm reads and the lease.
+        self._round = 0
+        self._round_sent: dict[int, int] = {}  # round -> tick it was sent
+        self._round_due = False  # reads wait: send a round at the next ready()
+        self._reads_waiting: deque[_ReadRequest] = deque()  # for their round
+        self._reads_before_commit: list[_ReadRequest] = []  # for our no-op
+        self._term_committed = False  # an entry of our term has committed
+        self._lease_revoked = False  # TIMEOUT_NOW may have gone out this term
+        # Follower: requests forwarded by READ_INDEX, context -> (leader,
+        # tick sent), in the order they were sent.
+        self._forwarded_reads: dict[bytes, tuple[str, int]] = {}
+        # Lease mode: after a restart, behave for one election timeout as if
+        # we had just heard from a leader, since we may have promised one
+        # (by answering its heartbeat) before the crash.
+        self._restart_guard = config.read_mode == "lease" and hard_state.term > 0
+        # Leadership transfer (thesis 3.10), on the leader.
+        self._transfer_target: str | None = None
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+
         self._prev_hard = (self._term, self._vote, self._commit)
         self._prev_soft: tuple[Role, str | None, int] = (
             self._role,
@@ -429,6 +568,22 @@ class RaftNode:
         log = self.log
         return SnapshotMeta(log.offset, log.offset_term) if log.offset else None
 
+    @property
+    def transferring_to(self) -> str | None:
+        """The target of the leadership transfer in progress (None if none):
+        proposals are refused meanwhile."""
+        return self._transfer_target
+
+    @property
+    def lease_valid(self) -> bool:
+        """Leader in lease mode: whether a read would be answered at once."""
+        return (
+            self._role is Role.LEADER
+            and self._read_mode == "lease"
+            and self._term_committed
+            and self._lease_holds()
+        )
+
     def progress_of(self, peer: str) -> Progress | None:
         """The leader's replication state for `peer` (None when not leader)."""
         return self._progress.get(peer)
@@ -437,6 +592,9 @@ class RaftNode:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
+        self._ticks += 1
+        if self._forwarded_reads or self._reads_waiting or self._reads_before_commit:
+            self._expire_reads()
         if self._role is Role.LEADER:
             self._tick_leader()
         else:
@@ -464,11 +622,73 @@ class RaftNode:
         """
         if self._role is not Role.LEADER:
             raise NotLeader(self._leader)
+        if self._transfer_target is not None:
+            raise LeadershipTransferring(self._transfer_target)
         log = self.log
         index = log.offset + len(log.entries) + 1
         log.entries.append(Entry(index, self._term, NORMAL, data))
         self._bcast_new_entries = True
         return index
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a read index for the reads that arrived before this call
+        (one request per batch of reads; `context` is opaque and must be
+        unique among this node's pending requests).
+
+        The answer is a `ReadState(index, context)` in a later Ready: serve
+        the batch from the state machine once it has applied `index`; or
+        `ReadState(READ_FAILED, context)` (index -1) when leadership was
+        lost, no leader is known, or no answer came within two election
+        timeouts: answer those reads with an error, never let them hang.
+
+        Leader: no read is served before an entry of its term has committed;
+        then the commit index is recorded and confirmed by a heartbeat round
+        that a majority answers (one round confirms every request before
+        it), or at once in lease mode while the lease holds. Follower: the
+        request goes to the leader (READ_INDEX), which answers with the
+        index once confirmed the same way.
+        """
+        if self._role is Role.LEADER:
+            self._leader_read(_ReadRequest(self._name, context, self._ticks))
+        elif self._leader is None:
+            self._read_states.append(ReadState(READ_FAILED, context))
+        else:
+            self._forwarded_reads[context] = (self._leader, self._ticks)
+            self._msgs.append(
+                Message(
+                    READ_INDEX, self._term, self._name, self._leader, context=context
+                )
+            )
+
+    def transfer_leader(self, target: str) -> None:
+        """Hand leadership to `target` (thesis 3.10, etcd's TimeoutNow).
+
+        The leader stops taking proposals (LeadershipTransferring, a
+        NotLeader), brings the target's log up to date, then sends it
+        TIMEOUT_NOW, upon which the target campaigns at once, skipping
+        PreVote, with a vote request that voters grant even though they hear
+        from this leader. If no new leader took over within an election
+        timeout, the transfer is abandoned and proposals resume. A transfer
+        to this node itself cancels the one in progress; a new target
+        replaces the old one. Lease reads stop for the rest of the term.
+        """
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader)
+        if target == self._name:
+            self._transfer_target = None
+            return
+        if target not in self._peer_set:
+            raise ValueError(f"cannot transfer leadership to unknown node {target!r}")
+        if self._transfer_target == target:
+            return
+        self._transfer_target = target
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        self._lease_revoked = True
+        if self._progress[target].match == self.log.last_index:
+            self._send_timeout_now(target)
+        else:
+            self._pending_sends[target] = True
 
     def compact(self, index: int) -> None:
         """Drop the log entries up to `index`, which the driver's durable
@@ -533,8 +753,10 @@ class RaftNode:
             if (
                 msg_type in (VOTE, PRE_VOTE)
                 and self._check_quorum
-                and self._leader is not None
+                and (self._leader is not None or self._restart_guard)
                 and self._election_elapsed < self._election_ticks
+                # The leader itself asked for this one (TIMEOUT_NOW).
+                and not (msg_type == VOTE and msg.context == TRANSFER_CONTEXT)
             ):
                 return
             if msg_type == PRE_VOTE or (msg_type == PRE_VOTE_RESP and not msg.reject):
@@ -558,13 +780,49 @@ class RaftNode:
                 self._persisted_msgs.append(
                     Message(PRE_VOTE_RESP, self._term, self._name, msg.src, reject=True)
                 )
+            elif msg_type == READ_INDEX:
+                # Refuse, in our term: the follower learns it is behind.
+                self._msgs.append(
+                    Message(
+                        READ_INDEX_RESP,
+                        self._term,
+                        self._name,
+                        msg.src,
+                        reject=True,
+                        context=msg.context,
+                    )
+                )
             return
 
         if msg_type in (VOTE, PRE_VOTE):
             self._handle_vote_request(msg)
             return
+        if msg_type == READ_INDEX_RESP:
+            self._handle_read_index_response(msg)
+            return
 
         role = self._role
+        if msg_type == READ_INDEX:
+            if role is Role.LEADER:
+                self._leader_read(_ReadRequest(msg.src, msg.context, self._ticks))
+            else:
+                self._msgs.append(
+                    Message(
+                        READ_INDEX_RESP,
+                        self._term,
+                        self._name,
+                        msg.src,
+                        reject=True,
+                        context=msg.context,
+                    )
+                )
+            return
+        if msg_type == TIMEOUT_NOW:
+            if role is not Role.LEADER:
+                # The leader hands over: campaign now, no pre-vote (it would
+                # fail while the voters still hear from the leader).
+                self._become_candidate(transfer=True)
+            return
         if role is Role.LEADER:
             if msg_type == APPEND_RESP:
                 self._handle_append_response(msg)
@@ -606,6 +864,8 @@ class RaftNode:
             or self._prev_hard != (self._term, self._vote, self._commit)
             or self._prev_soft != (self._role, self._leader, self._term)
             or self._pending_snapshot is not None
+            or self._read_states
+            or self._round_due
         )
 
     def ready(self) -> Ready:
@@ -616,6 +876,9 @@ class RaftNode:
         """
         if self._role is Role.LEADER:
             self._flush_sends()
+            if self._round_due:
+                # One round for every read request since the last Ready.
+                self._bcast_heartbeat()
         hard = (self._term, self._vote, self._commit)
         hard_state = None
         if hard != self._prev_hard:
@@ -638,9 +901,11 @@ class RaftNode:
             committed,
             soft_state,
             self._pending_snapshot,
+            self._read_states,
         )
         self._msgs = []
         self._persisted_msgs = []
+        self._read_states = []
         self._pending_snapshot = None
         return rd
 
@@ -676,6 +941,13 @@ class RaftNode:
         if term != self._term:
             self._term = term
             self._vote = ""
+        # Every role change ends the reads in flight: a leader's requests
+        # lose the leadership that would confirm them, a follower's the
+        # leader that would answer them.
+        self._fail_reads()
+        self._restart_guard = False
+        self._transfer_target = None
+        self._round_due = False
         self._leader = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -716,7 +988,7 @@ class RaftNode:
                 )
             )
 
-    def _become_candidate(self) -> None:
+    def _become_candidate(self, transfer: bool = False) -> None:
         self._reset(self._term + 1)
         self._role = Role.CANDIDATE
         self._vote = self._name
@@ -729,6 +1001,7 @@ class RaftNode:
         msgs = self._persisted_msgs
         last_index = self.log.last_index
         last_term = self.log.last_term
+        context = TRANSFER_CONTEXT if transfer else b""
         for peer in self._others:
             msgs.append(
                 Message(
@@ -738,6 +1011,7 @@ class RaftNode:
                     peer,
                     index=last_index,
                     log_term=last_term,
+                    context=context,
                 )
             )
 
@@ -747,6 +1021,9 @@ class RaftNode:
         self._leader = self._name
         next_index = self.log.last_index + 1
         self._progress = {peer: Progress(next_index) for peer in self._others}
+        self._term_committed = False
+        self._lease_revoked = False
+        self._round_sent = {}
         # A no-op of the new term: entries of earlier terms commit only
         # indirectly, once an entry of the current term does (§5.4.2), so a
         # leader appends one at once instead of waiting for a client write.
@@ -895,6 +1172,115 @@ class RaftNode:
             )
         )
 
+    # -- reads (thesis 6.4) and leadership transfer ----------------------------
+
+    def _leader_read(self, request: _ReadRequest) -> None:
+        if not self._term_committed:
+            # Our commit index may still lag entries an earlier leader
+            # committed; it is known to be current only once an entry of our
+            # own term commits (the no-op appended on election).
+            self._reads_before_commit.append(request)
+            return
+        request.index = self._commit
+        if self._quorum == 1 or (self._read_mode == "lease" and self._lease_holds()):
+            self._answer_read(request, request.index)
+            return
+        # Confirmed by the next round: its heartbeats leave after this
+        # request arrived, so a majority answering it proves we still led.
+        request.round = self._round + 1
+        self._reads_waiting.append(request)
+        self._round_due = True
+
+    def _release_reads(self) -> None:
+        acks = sorted((p.read_ack for p in self._progress.values()), reverse=True)
+        confirmed = acks[self._quorum - 2]  # with our own, a majority
+        waiting = self._reads_waiting
+        while waiting and waiting[0].round <= confirmed:
+            request = waiting.popleft()
+            self._answer_read(request, request.index)
+
+    def _lease_holds(self) -> bool:
+        """A majority answered a heartbeat sent less than the lease ago, so
+        none of them grants a vote yet: no other leader can exist."""
+        if self._lease_revoked:
+            return False
+        dates = sorted(
+            (p.lease_tick for p in self._progress.values() if p.lease_tick is not None),
+            reverse=True,
+        )
+        if len(dates) < self._quorum - 1:
+            return False
+        return self._ticks - dates[self._quorum - 2] < self._lease_ticks
+
+    def _answer_read(self, request: _ReadRequest, index: int) -> None:
+        if request.requester == self._name:
+            self._read_states.append(ReadState(index, request.context))
+        else:
+            self._msgs.append(
+                Message(
+                    READ_INDEX_RESP,
+                    self._term,
+                    self._name,
+                    request.requester,
+                    index=index,
+                    reject=index == READ_FAILED,
+                    context=request.context,
+                )
+            )
+
+    def _fail_reads(self) -> None:
+        for request in self._reads_before_commit:
+            self._answer_read(request, READ_FAILED)
+        for request in self._reads_waiting:
+            self._answer_read(request, READ_FAILED)
+        self._reads_before_commit = []
+        self._reads_waiting.clear()
+        for context in self._forwarded_reads:
+            self._read_states.append(ReadState(READ_FAILED, context))
+        self._forwarded_reads = {}
+
+    def _expire_reads(self) -> None:
+        """Fail requests unanswered for two election timeouts (a lost
+        message, or a leader that cannot reach a majority without
+        CheckQuorum to make it step down)."""
+        deadline = self._ticks - self._read_timeout
+        if self._reads_before_commit and self._reads_before_commit[0].since <= deadline:
+            kept = []
+            for request in self._reads_before_commit:
+                if request.since <= deadline:
+                    self._answer_read(request, READ_FAILED)
+                else:
+                    kept.append(request)
+            self._reads_before_commit = kept
+        waiting = self._reads_waiting
+        if waiting and min(request.since for request in waiting) <= deadline:
+            kept_waiting: deque[_ReadRequest] = deque()
+            for request in waiting:
+                if request.since <= deadline:
+                    self._answer_read(request, READ_FAILED)
+                else:
+                    kept_waiting.append(request)
+            self._reads_waiting = kept_waiting
+        forwarded = self._forwarded_reads
+        while forwarded:
+            context, (_, since) = next(iter(forwarded.items()))
+            if since > deadline:
+                break
+            del forwarded[context]
+            self._read_states.append(ReadState(READ_FAILED, context))
+
+    def _handle_read_index_response(self, msg: Message) -> None:
+        pending = self._forwarded_reads.get(msg.context)
+        if pending is None or pending[0] != msg.src:
+            return  # answered already, timed out, or not asked of this node
+        del self._forwarded_reads[msg.context]
+        index = READ_FAILED if msg.reject else msg.index
+        self._read_states.append(ReadState(index, msg.context))
+
+    def _send_timeout_now(self, target: str) -> None:
+        self._timeout_now_sent = True
+        self._msgs.append(Message(TIMEOUT_NOW, self._term, self._name, target))
+
     # -- leader side of replication -----------------------------------------
 
     def _tick_leader(self) -> None:
@@ -906,6 +1292,11 @@ class RaftNode:
                     self._pending_sends[peer] = True
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
+        if self._transfer_target is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self._election_ticks:
+                # The target did not take over in time: lead on.
+                self._transfer_target = None
         if self._election_elapsed >= self._election_ticks:
             self._election_elapsed = 0
             if self._check_quorum and not self._quorum_active():
@@ -926,6 +1317,20 @@ class RaftNode:
         return active >= self._quorum
 
     def _bcast_heartbeat(self) -> None:
+        # Every round is numbered and dated: an answer to round r confirms
+        # every read waiting for a round <= r and dates the lease.
+        self._round += 1
+        self._round_due = False
+        sent = self._round_sent
+        sent[self._round] = self._ticks
+        # Answers older than a lease are of no use for it.
+        horizon = self._ticks - self._election_ticks
+        while len(sent) > 1:
+            oldest = next(iter(sent))
+            if sent[oldest] >= horizon:
+                break
+            del sent[oldest]
+        context = self._round.to_bytes(8, "big")
         commit = self._commit
         msgs = self._msgs
         for peer, progress in self._progress.items():
@@ -936,6 +1341,7 @@ class RaftNode:
                     self._name,
                     peer,
                     commit=min(progress.match, commit),
+                    context=context,
                 )
             )
 
@@ -1065,10 +1471,27 @@ class RaftNode:
             stale_commit = progress.sent_commit < self._commit
             if stale_commit or msg.src not in self._pending_sends:
                 self._pending_sends[msg.src] = stale_commit
+        if (
+            msg.src == self._transfer_target
+            and not self._timeout_now_sent
+            and progress.match == self.log.last_index
+        ):
+            self._send_timeout_now(msg.src)
 
     def _handle_heartbeat_response(self, msg: Message) -> None:
         progress = self._progress[msg.src]
         progress.recent_active = True
+        if len(msg.context) == 8:
+            answered = int.from_bytes(msg.context, "big")
+            if answered > progress.read_ack and answered <= self._round:
+                progress.read_ack = answered
+                sent = self._round_sent.get(answered)
+                if sent is not None and (
+                    progress.lease_tick is None or sent > progress.lease_tick
+                ):
+                    progress.lease_tick = sent
+                if self._reads_waiting:
+                    self._release_reads()
         if progress.state is ProgressState.SNAPSHOT or progress.retry_wait:
             return  # a transfer is running, or we wait before the next one
         progress.paused = False
@@ -1096,6 +1519,13 @@ class RaftNode:
         if candidate <= self._commit or not self._is_committable(candidate):
             return False
         self._commit = candidate
+        if not self._term_committed:
+            self._term_committed = True
+            if self._reads_before_commit:
+                waiting = self._reads_before_commit
+                self._reads_before_commit = []
+                for request in waiting:
+                    self._leader_read(request)
         pending = self._pending_sends
         for peer in self._others:
             pending[peer] = True

@@ -62,6 +62,33 @@ class MessageType(IntEnum):
     # reject when that snapshot is gone.
     SNAPSHOT_FETCH = 11
     SNAPSHOT_CHUNK = 12
+    # ReadIndex from a follower: READ_INDEX asks the leader for a read index
+    # (context = the follower's token); READ_INDEX_RESP answers it (index,
+    # the same context; reject=True when the leader cannot serve it).
+    READ_INDEX = 13
+    READ_INDEX_RESP = 14
+
+
+# The context of a VOTE a leadership transfer started (thesis 3.10).
+TRANSFER_CONTEXT = b"transfer"
+
+# ReadState.index of a read request that failed (lost leadership, no leader,
+# timed out): the driver answers its clients with an error.
+READ_FAILED = -1
+
+
+@dataclass(slots=True, frozen=True)
+class ReadState:
+    """The answer to `RaftNode.read_index(context)`: once the state machine
+    has applied `index`, reads that arrived before the request may be
+    served from it. `index == READ_FAILED` (-1) means the request failed."""
+
+    index: int
+    context: bytes
+
+    @property
+    def failed(self) -> bool:
+        return self.index < 0
 
 
 @dataclass(slots=True)
@@ -75,7 +102,14 @@ class Message:
       conflict-term optimisation of Raft §5.3).
     VOTE / PRE_VOTE: index/log_term = candidate's last log index/term.
     VOTE_RESP / PRE_VOTE_RESP: reject.
-    HEARTBEAT / HEARTBEAT_RESP: commit; context carries a read-index token.
+    HEARTBEAT / HEARTBEAT_RESP: commit; context carries the leader's
+      heartbeat round token (8 bytes), echoed back: it confirms leadership
+      for ReadIndex and dates the leader's lease.
+    TIMEOUT_NOW: leadership transfer; the target campaigns at once.
+    VOTE with context == TRANSFER_CONTEXT: a vote the leader asked for by
+      TIMEOUT_NOW, granted even while the voter hears from that leader.
+    READ_INDEX / READ_INDEX_RESP: context is the follower's opaque token;
+      the answer's index is the read index, reject=True a refusal.
     SNAPSHOT: index/log_term = the last index and term a snapshot covers,
       commit = the leader's commit index. The leader's core emits it when a
       follower needs compacted entries (index/log_term = the leader's

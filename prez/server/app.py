@@ -156,6 +156,8 @@ class Server:
         gc_task = asyncio.create_task(self._freeze_old_objects())
         try:
             await self._stop.wait()
+            if self.clustered and self.exit_code == 0:
+                await self.driver.hand_off()
         finally:
             expiry.cancel()
             lag_probe.cancel()

@@ -104,8 +104,8 @@ class ClientConnection(asyncio.Protocol):
         self.dbs = server.store.dbs
         self.stats = server.stats
         self.append_reply = self.out.append
-        driver = server.driver
-        self.local_kinds = (driver.reads_local << READ) | (driver.writes_local << WRITE)
+        self.local_kinds = 0
+        self.refresh_local_kinds()
 
     @property
     def last_command(self) -> str:
@@ -245,7 +245,7 @@ class ClientConnection(asyncio.Protocol):
             kind = entry.kind
             driver = server.driver
             if kind == READ:
-                if driver.reads_local:
+                if self.local_kinds & (1 << READ):
                     reply = entry.handler(server.store.dbs[self.db], args, now)
                 else:
                     reply = driver.read(entry, self, args, now)
@@ -346,6 +346,18 @@ class ClientConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
         self.closing = True
+
+    def refresh_local_kinds(self) -> None:
+        """Which kinds of data command this connection runs on local state at
+        once: reads when the driver serves them locally (standalone) or the
+        connection asked for stale reads; writes only without replication."""
+        driver = self.server.driver
+        reads_local = driver.reads_local or self.read_mode == "stale"
+        self.local_kinds = (reads_local << READ) | (driver.writes_local << WRITE)
+
+    def set_read_mode(self, mode: str) -> None:
+        self.read_mode = mode
+        self.refresh_local_kinds()
 
     def close_now(self) -> None:
         self.flush()

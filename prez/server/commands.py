@@ -212,7 +212,7 @@ def reset(conn: ClientConnection, args: list[bytes]) -> Any:
     conn.name = b""
     conn.set_protocol(2)
     conn.authed = not conn.server.config["requirepass"]
-    conn.read_mode = conn.server.config["read-mode"]
+    conn.set_read_mode(conn.server.config["read-mode"])
     return "RESET"
 
 
@@ -422,6 +422,51 @@ def raft_snapshot(conn: ClientConnection, args: list[bytes]) -> Any:
         return "Snapshot started"
     raise CommandError(
         "ERR no snapshot started: one is already running, or nothing was applied since the last"
+    )
+
+
+@server_command(
+    "readmode",
+    -1,
+    "fast stale",
+    group="connection",
+    summary="Gets or sets this connection's read consistency: linearizable, lease or stale.",
+    since="0.1.0",
+)
+def readmode(conn: ClientConnection, args: list[bytes]) -> Any:
+    if len(args) == 1:
+        return conn.read_mode.encode()
+    if len(args) > 2:
+        raise wrong_arity("readmode")
+    mode = _text(args[1]).lower()
+    if mode not in ("linearizable", "lease", "stale"):
+        raise CommandError("ERR READMODE must be linearizable, lease or stale")
+    server = conn.server
+    if server.clustered and mode != "stale" and mode != server.driver.core_read_mode:
+        raise CommandError(
+            f"ERR this node confirms reads in {server.driver.core_read_mode} mode "
+            f"(read-mode in prez.conf); a connection may choose that mode or stale"
+        )
+    conn.set_read_mode(mode)
+    return "OK"
+
+
+@server_command(
+    "raft.transfer-leader",
+    -1,
+    "admin noscript",
+    group="server",
+    summary="Hands leadership to another member (the most up-to-date one by default).",
+    since="0.1.0",
+)
+def raft_transfer_leader(conn: ClientConnection, args: list[bytes]) -> Any:
+    server = conn.server
+    if not server.clustered:
+        raise CommandError("ERR This instance has cluster support disabled")
+    if len(args) > 2:
+        raise wrong_arity("raft.transfer-leader")
+    return server.driver.transfer_leadership(
+        conn, _text(args[1]) if len(args) == 2 else None
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import random
 import time
@@ -34,8 +35,23 @@ from prez.errors import (
     ProtocolError,
     StorageError,
 )
-from prez.raft.core import NotLeader, RaftConfig, RaftNode, RaftSafetyError, Ready, Role
-from prez.raft.types import Entry, EntryKind, Message, MessageType, SnapshotMeta
+from prez.raft.core import (
+    LeadershipTransferring,
+    NotLeader,
+    RaftConfig,
+    RaftNode,
+    RaftSafetyError,
+    Ready,
+    Role,
+)
+from prez.raft.types import (
+    Entry,
+    EntryKind,
+    Message,
+    MessageType,
+    ReadState,
+    SnapshotMeta,
+)
 from prez.server.clustercmds import key_slot
 from prez.server.dispatch import Deferred
 from prez.server.forward import Forwarder
@@ -51,6 +67,10 @@ if TYPE_CHECKING:
     from prez.server.dispatch import CommandEntry
 
 Future = asyncio.Future
+# A read that could not be confirmed (no leader, or leadership changed while
+# it waited): nothing changed, so it is safe to retry.
+NO_LEADER_FOR_READ = "CLUSTERDOWN No leader to confirm the read; retry"
+ReadRequest = tuple["CommandEntry", int, list[bytes], Deferred]
 # The largest write the log takes: one entry must fit in one cluster-bus frame
 # (prez._core.wire.DEFAULT_MAX_FRAME_SIZE, 64 MiB) with room for the headers.
 MAX_ENTRY_BYTES = 60 * 1024 * 1024
@@ -59,9 +79,9 @@ MAX_ENTRY_BYTES = 60 * 1024 * 1024
 class RaftDriver:
     """Owns the Raft node, its WAL, the cluster bus and the pending writes."""
 
-    # Reads are served from this node's applied state (issue 3 semantics);
-    # writes always go through the log.
-    reads_local = True
+    # Reads are confirmed through the core (ReadIndex or lease) unless a
+    # connection asked for stale reads; writes always go through the log.
+    reads_local = False
     writes_local = False
 
     def __init__(self, server: Server, members: dict[str, tuple[str, int]]) -> None:
@@ -81,9 +101,12 @@ class RaftDriver:
         self.raft_config = RaftConfig(
             name=self.name,
             peers=list(members),
-            election_ticks=max(2, round(timeout_ms / heartbeat_ms)),
+            election_ticks=max(3, round(timeout_ms / heartbeat_ms)),
             heartbeat_ticks=1,
+            # Stale reads never reach the core; the core confirms the others.
+            read_mode="lease" if config["read-mode"] == "lease" else "linearizable",
         )
+        self.core_read_mode = self.raft_config.read_mode
         # Segments a quarter of the compaction threshold: compaction deletes
         # whole segments, so smaller ones keep the log close to the threshold.
         segment_bytes = min(
@@ -103,6 +126,19 @@ class RaftDriver:
         self.forwarder = Forwarder(password=config["requirepass"], source_host=host)
         self.pending: dict[int, tuple[int, Deferred]] = {}  # index -> (term, reply)
         self.applied = 0
+        self._read_batch: list[tuple[CommandEntry, int, list[bytes], Deferred]] = []
+        self._read_flush_scheduled = False
+        self._read_seq = 0
+        self._reads_waiting: dict[
+            bytes, list[tuple[CommandEntry, int, list[bytes], Deferred]]
+        ] = {}
+        self._reads_parked: list[
+            tuple[int, int, list[tuple[CommandEntry, int, list[bytes], Deferred]]]
+        ] = []
+        self._transfer_waiters: list[Deferred] = []
+        self._stepped_down = asyncio.Event()  # set whenever this node is not the leader
+        self.read_requests = 0
+        self.reads_served = 0
         self.bytes_since_snapshot = 0  # entry bytes written since the last snapshot
         self._bytes_at_snapshot_start = 0
         self.snapshots = SnapshotManager(self)
@@ -179,6 +215,7 @@ class RaftDriver:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._fail_pending(CommandError(OUTCOME_UNKNOWN))
+        self._fail_reads(CommandError(NO_LEADER_FOR_READ))
         await self.forwarder.close()
         await self.bus.close()
         try:
@@ -206,6 +243,8 @@ class RaftDriver:
                 )
             try:
                 index = node.propose(data)
+            except LeadershipTransferring as e:
+                raise CommandError(f"TRYAGAIN leadership is being handed to {e.leader}")
             except NotLeader:
                 pass
             else:
@@ -255,7 +294,155 @@ class RaftDriver:
     def read(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
     ) -> Any:
-        return entry.handler(self.store.dbs[client.db], args, now)
+        if client.read_mode == "stale":
+            return entry.handler(self.store.dbs[client.db], args, now)
+        reply = Deferred(client)
+        self._read_batch.append((entry, client.db, args, reply))
+        if not self._read_flush_scheduled:
+            # Every read that arrives in this turn of the event loop, from any
+            # connection, shares one read-index request: one confirmation
+            # round serves the whole batch.
+            self._read_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_reads)
+        return reply
+
+    def _flush_reads(self) -> None:
+        self._read_flush_scheduled = False
+        batch, self._read_batch = self._read_batch, []
+        node = self.node
+        if not batch or node is None:
+            return
+        self._read_seq += 1
+        context = self._read_seq.to_bytes(8, "little")
+        self._reads_waiting[context] = batch
+        self.read_requests += 1
+        node.read_index(context)
+        self._kick()
+
+    def _on_read_states(self, read_states: list[ReadState]) -> None:
+        for state in read_states:
+            batch = self._reads_waiting.pop(state.context, None)
+            if batch is None:
+                continue
+            if state.failed:
+                error = CommandError(NO_LEADER_FOR_READ)
+                for _, _, _, reply in batch:
+                    self._resolve(reply, error)
+            elif state.index <= self.applied:
+                self._serve_reads(batch)
+            else:
+                self._read_seq += 1
+                heapq.heappush(self._reads_parked, (state.index, self._read_seq, batch))
+
+    def _serve_parked_reads(self) -> None:
+        parked = self._reads_parked
+        while parked and parked[0][0] <= self.applied:
+            self._serve_reads(heapq.heappop(parked)[2])
+
+    def _serve_reads(self, batch: list[ReadRequest]) -> None:
+        now = time.time_ns() // 1_000_000
+        dbs = self.store.dbs
+        clients = set()
+        for entry, db, args, reply in batch:
+            try:
+                value = entry.handler(dbs[db], args, now)
+            except CommandError as e:
+                value = e.with_traceback(None)
+            reply.value = value
+            reply.done = True
+            clients.add(reply.client)
+        self.reads_served += len(batch)
+        for client in clients:
+            client.drain()
+
+    def _fail_reads(self, error: CommandError) -> None:
+        waiting = list(self._reads_waiting.values()) + [
+            b for _, _, b in self._reads_parked
+        ]
+        self._reads_waiting.clear()
+        self._reads_parked.clear()
+        for batch in waiting:
+            for _, _, _, reply in batch:
+                self._resolve(reply, error)
+
+    # -- leadership transfer ---------------------------------------------------
+
+    def transfer_leadership(self, client: ClientConnection, target: str | None) -> Any:
+        """RAFT.TRANSFER-LEADER: answered once leadership moved, or failed."""
+        node = self.node
+        assert node is not None
+        if self.role is not Role.LEADER:
+            leader = self.leader
+            addr = self.member_client_addr(leader) if leader else None
+            if addr is None:
+                raise CommandError(NO_LEADER)
+            args = [b"RAFT.TRANSFER-LEADER"] + ([target.encode()] if target else [])
+            return self.forwarder.forward(addr, client.db, client.resp == 3, args)
+        if target is None:
+            target = self._best_transfer_target()
+            if target is None:
+                raise CommandError("ERR no other member to hand leadership to")
+        if target == self.name:
+            raise CommandError("ERR this node is the leader already")
+        if target not in self.members:
+            raise CommandError(f"ERR no member named '{target}'")
+        node.transfer_leader(target)
+        self._kick()
+        log.notice(f"Handing leadership to {target}")
+        reply = Deferred(client)
+        self._transfer_waiters.append(reply)
+        return reply
+
+    def _best_transfer_target(self) -> str | None:
+        node = self.node
+        assert node is not None
+        best, best_match = None, -1
+        for name in self.members:
+            if name == self.name or not self.bus.connected(name):
+                continue
+            progress = node.progress_of(name)
+            match = progress.match if progress is not None else -1
+            if match > best_match:
+                best, best_match = name, match
+        return best
+
+    def _check_transfer(self) -> None:
+        """From the ticker: a transfer that ended without a new leader failed."""
+        node = self.node
+        if not self._transfer_waiters or node is None:
+            return
+        if self.role is not Role.LEADER:
+            waiters, self._transfer_waiters = self._transfer_waiters, []
+            for reply in waiters:
+                self._resolve(reply, "OK")
+        elif node.transferring_to is None:
+            waiters, self._transfer_waiters = self._transfer_waiters, []
+            error = CommandError("ERR leadership transfer did not complete in time")
+            for reply in waiters:
+                self._resolve(reply, error)
+
+    async def hand_off(self) -> None:
+        """Before a clean shutdown, a leader hands leadership to a follower, so
+        that a rolling restart does not wait out an election timeout."""
+        node = self.node
+        if node is None or self.role is not Role.LEADER or len(self.members) < 2:
+            return
+        target = self._best_transfer_target()
+        if target is None:
+            return
+        node.transfer_leader(target)
+        self._kick()
+        log.notice(f"Shutting down: handing leadership to {target} first")
+        self._stepped_down.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._stepped_down.wait(),
+                self.tick_seconds * self.raft_config.election_ticks,
+            )
+        if self.role is Role.LEADER:
+            log.warning(
+                f"Leadership was not taken over by {target}; shutting down anyway"
+            )
 
     # -- the Ready loop --------------------------------------------------------
 
@@ -402,6 +589,7 @@ class RaftDriver:
                 next_tick = loop.time() + interval
             node.tick()
             self._snapshot_timers()
+            self._check_transfer()
             self._kick()
 
     async def _ready_loop(self) -> None:
@@ -472,6 +660,10 @@ class RaftDriver:
                     )
                 if rd.committed_entries:
                     self._apply(rd.committed_entries)
+                    if self._reads_parked:
+                        self._serve_parked_reads()
+                if rd.read_states:
+                    self._on_read_states(rd.read_states)
                 if rd.soft_state is not None:
                     self._on_soft_state(rd)
                 node.advance(rd)
@@ -567,6 +759,8 @@ class RaftDriver:
         # Readys: either way the writes waiting may or may not survive.
         if was_leader and (soft.role is not Role.LEADER or soft.term != old_term):
             self._fail_pending(CommandError(OUTCOME_UNKNOWN))
+        if soft.role is not Role.LEADER:
+            self._stepped_down.set()
         if soft.role is Role.LEADER:
             log.notice(f"Became leader for term {soft.term}")
         elif soft.role is Role.FOLLOWER and soft.leader is not None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prez.raft.core import RaftNode, Role
-from prez.raft.types import Entry, HardState, Message, MessageType
+from prez.raft.types import Entry, HardState, Message, MessageType, ReadState
 
 
 class InvariantViolation(AssertionError):
@@ -359,6 +359,16 @@ class SafetyChecker:
             raise InvariantViolation(
                 "append durable before acknowledging",
                 f"{msg.src} acknowledged {msg.index} holding {disk.last_index} on disk",
+            )
+
+    def check_read_state(self, name: str, state: ReadState) -> None:
+        """A read index names a committed point: reads served once it is
+        applied never see an entry that might still be lost."""
+        if state.index > len(self.history):
+            raise InvariantViolation(
+                "read index committed",
+                f"{name} got read index {state.index}, committed history "
+                f"holds {len(self.history)}",
             )
 
     def check_apply(self, name: str, entries: list[Entry]) -> None:

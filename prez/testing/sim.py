@@ -13,13 +13,23 @@ Two harnesses over the real `prez.raft` core, no I/O and no wall clock:
   state machine every N applied entries (the write takes time too) and
   compacts, and a leader's SNAPSHOT message becomes a transfer of its newest
   snapshot that the network may drop, delay, duplicate or break, reported
-  back to the leader's core as the server's driver would. `SafetyChecker` runs
+  back to the leader's core as the server's driver would. With
+  `read_mode` ("linearizable", "lease" or "stale", see
+  `SimParams.draw_reads`) clients also write and read a few registers
+  (reads through `read_index()`, served once the node applied the read
+  index; "stale" reads the applied state at once) and leaders hand over
+  leadership at random points; the client history (invoke and completion on
+  the simulated clock, unknown outcomes as such) must be linearizable
+  (`prez.testing.linearizability`), every read request must be answered
+  within two election timeouts, and after healing every node must serve a
+  read. `SafetyChecker` runs
   after every step; after the chaos the faults stop and the cluster must
   elect a leader, commit a new entry and apply it everywhere, each within a
   bound. Same seed, same run.
 - `Network`: an etcd-style synchronous harness for unit tests: steps each
   message into its target and delivers the answers until the network is
-  quiet, with per-link and per-type filters. Writes, snapshots and
+  quiet, with per-link and per-type filters, collecting each node's
+  ReadStates in `read_states`. Writes, snapshots and
   snapshot transfers complete at once; a filtered-out transfer is reported
   failed to the leader.
 
@@ -47,9 +57,11 @@ from prez.raft.types import (
     HardState,
     Message,
     MessageType,
+    ReadState,
     SnapshotMeta,
 )
 from prez.testing.invariants import InvariantViolation, SafetyChecker
+from prez.testing.linearizability import Operation, check_history
 
 TICK = 10  # simulated time units per tick; message and disk delays use units
 
@@ -64,6 +76,8 @@ _TYPE_NAMES: dict[int, str] = {
     MessageType.HEARTBEAT: "HB",
     MessageType.HEARTBEAT_RESP: "HB_RESP",
     MessageType.SNAPSHOT: "SNAP",
+    MessageType.READ_INDEX: "READ_INDEX",
+    MessageType.READ_INDEX_RESP: "READ_INDEX_RESP",
 }
 
 
@@ -81,8 +95,13 @@ def describe_message(msg: Message) -> str:
         text += f" log={msg.index}/{msg.log_term}"
     if msg.type in (MessageType.APPEND, MessageType.HEARTBEAT):
         text += f" commit={msg.commit}"
-    if msg.type == MessageType.APPEND_RESP:
+    if msg.type in (MessageType.APPEND_RESP, MessageType.READ_INDEX_RESP):
         text += f" index={msg.index}"
+    if msg.context:
+        if msg.type in (MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP):
+            text += f" round={int.from_bytes(msg.context, 'big')}"
+        else:
+            text += f" ctx={msg.context!r}"
     if msg.reject:
         text += " REJECT"
         if msg.type == MessageType.APPEND_RESP:
@@ -222,6 +241,16 @@ class SimParams:
     snapshot_every: int = 0
     max_snapshot_delay: int = 0
     snapshot_fail_rate: float = 0.0
+    # Client reads and register writes, recorded as a history and checked
+    # for linearizability ("" = none). "linearizable" and "lease" go through
+    # read_index() in that core read mode; "stale" answers from the node's
+    # applied state at once (expected to fail the check). Rates per tick.
+    read_mode: str = ""
+    read_rate: float = 0.0
+    register_write_rate: float = 0.0
+    register_keys: int = 3
+    lease_drift_ticks: int = 2
+    transfer_rate: float = 0.0  # per tick: the leader hands over to a random peer
 
     @classmethod
     def draw(cls, rng: random.Random, nodes: int) -> SimParams:
@@ -257,6 +286,23 @@ class SimParams:
         self.max_snapshot_delay = rng.choice([0, 5, 20])
         self.snapshot_fail_rate = rng.choice([0.05, 0.2, 0.4])
 
+    def draw_reads(self, rng: random.Random, read_mode: str) -> None:
+        """Turn the client read/write workload and leadership transfers on
+        (drawn separately from `draw`, like the snapshots). The simulated
+        clocks never drift: every node ticks at the same instants, so the
+        lease's clock assumption holds with the minimum margin of one tick.
+        """
+        self.read_mode = read_mode
+        if read_mode == "lease":
+            self.check_quorum = True  # the lease rests on it
+            self.lease_drift_ticks = 1
+        self.read_rate = rng.choice([0.3, 0.6, 1.0])
+        self.register_write_rate = rng.choice([0.2, 0.5])
+        self.register_keys = rng.choice([1, 3])
+        self.transfer_rate = rng.choice([0.0, 0.005, 0.02])
+        # Shorter runs: the history check grows with the operations.
+        self.chaos_ticks = min(self.chaos_ticks, rng.randrange(300, 600))
+
 
 @dataclass
 class SimNode:
@@ -275,6 +321,29 @@ class SimNode:
     # may arrive while the Ready carrying the first is being written.
     incoming: dict[SnapshotMeta, SnapshotFile] = field(default_factory=dict)
     snapshotting: bool = False  # our own snapshot's write is in flight
+    # Client reads: requested by read_index() (context -> read), then
+    # answered and waiting for the state machine to reach their index.
+    reads: dict[bytes, SimRead] = field(default_factory=dict)
+    waiting_reads: list[SimRead] = field(default_factory=list)
+    # Register writes proposed here, by index, until applied or lost.
+    writes: dict[int, SimWrite] = field(default_factory=dict)
+
+
+@dataclass
+class SimRead:
+    key: bytes
+    invoke: int  # units
+    requested_tick: int
+    context: bytes = b""
+    index: int = 0
+
+
+@dataclass
+class SimWrite:
+    key: bytes
+    value: bytes
+    data: bytes
+    invoke: int  # units
 
 
 @dataclass
@@ -295,6 +364,11 @@ class SimReport:
     snapshots_installed: int = 0  # transfers a follower's core installed
     snapshot_failures: int = 0  # transfers reported failed to the leader
     restarts_from_snapshot: int = 0  # crashed nodes restarted from a snapshot
+    reads_served: int = 0  # reads answered with a value (checked)
+    reads_failed: int = 0  # read requests answered READ_FAILED
+    writes_acked: int = 0  # register writes acknowledged (applied by the proposer)
+    transfers: int = 0  # leadership transfers started
+    transfers_done: int = 0  # ... whose target became leader
 
 
 class SimFailure(AssertionError):
@@ -320,6 +394,7 @@ class Simulation:
         replay_hint: str = "",
         trace_length: int = 40,
         snapshot_every: int = 0,
+        read_mode: str = "",
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -327,6 +402,8 @@ class Simulation:
             params = SimParams.draw(self.rng, nodes or (3 if seed % 2 == 0 else 5))
             if snapshot_every:
                 params.draw_snapshots(self.rng, snapshot_every)
+            if read_mode:
+                params.draw_reads(self.rng, read_mode)
         self.params = params
         self.replay_hint = replay_hint
         self.trace_length = trace_length
@@ -343,6 +420,8 @@ class Simulation:
                 max_inflight=params.max_inflight,
                 pre_vote=params.pre_vote,
                 check_quorum=params.check_quorum,
+                read_mode="lease" if params.read_mode == "lease" else "linearizable",
+                lease_drift_ticks=params.lease_drift_ticks,
             )
             self.members[name] = SimNode(name, config)
         self.checker = SafetyChecker(
@@ -367,6 +446,17 @@ class Simulation:
         self.snapshots_installed = 0
         self.snapshot_failures = 0
         self.restarts_from_snapshot = 0
+        # The client history (register reads and writes) and its counters.
+        self.operations: list[Operation] = []
+        self.client_ops = 0
+        self.reads_served = 0
+        self.reads_failed = 0
+        self.writes_acked = 0
+        self.transfers = 0
+        self.transfers_done = 0
+        # Transfer target -> the term of the leader that started it.
+        self.transfer_targets: dict[str, int] = {}
+        self.served_contexts: set[bytes] = set()
         for member in self.members.values():
             self._start(member)
 
@@ -380,9 +470,13 @@ class Simulation:
                 self._run_tick()
             healed_at = self._heal()
             elected, committed, catch_up = self._await_liveness(healed_at)
+            if params.read_mode:
+                self._await_final_reads()
             self.checker.check_committed_durable()
             for member in self.members.values():
                 self.checker.check_state_machine(member.name, member.applied)
+            if params.read_mode:
+                self._check_history()
         except (InvariantViolation, AssertionError) as failure:
             raise SimFailure(self._failure_text(failure)) from failure
         return SimReport(
@@ -402,6 +496,11 @@ class Simulation:
             snapshots_installed=self.snapshots_installed,
             snapshot_failures=self.snapshot_failures,
             restarts_from_snapshot=self.restarts_from_snapshot,
+            reads_served=self.reads_served,
+            reads_failed=self.reads_failed,
+            writes_acked=self.writes_acked,
+            transfers=self.transfers,
+            transfers_done=self.transfers_done,
         )
 
     def _failure_text(self, failure: BaseException) -> str:
@@ -447,6 +546,8 @@ class Simulation:
             if member.node is not None:
                 member.node.tick()
                 self._after_input(member)
+        if self.params.read_mode:
+            self._check_reads_answered()
 
     def _chaos_step(self) -> None:
         params, rng = self.params, self.rng
@@ -467,6 +568,13 @@ class Simulation:
             self._partition()
         if rng.random() < params.proposal_rate:
             self._propose_somewhere(rng.randrange(1, 5))
+        if params.read_mode:
+            if rng.random() < params.register_write_rate:
+                self._client_write()
+            if rng.random() < params.read_rate:
+                self._client_read()
+            if params.transfer_rate and rng.random() < params.transfer_rate:
+                self._transfer_leadership()
 
     def _partition(self) -> None:
         rng = self.rng
@@ -518,6 +626,209 @@ class Simulation:
         self._after_input(member)
         return accepted
 
+    # -- clients: register reads and writes, leadership transfers -------------------
+
+    def _live_member(self, prefer_leader: float) -> SimNode | None:
+        """A random live node; the leader with probability `prefer_leader`
+        (clients mostly find it; a follower refuses writes)."""
+        live = [m for m in self.members.values() if m.node is not None]
+        if not live:
+            return None
+        leaders = [m for m in live if self._is_leader(m)]
+        if leaders and self.rng.random() < prefer_leader:
+            return self.rng.choice(leaders)
+        return self.rng.choice(live)
+
+    def _client_write(self) -> None:
+        member = self._live_member(prefer_leader=0.8)
+        if member is None:
+            return
+        node = member.node
+        assert node is not None
+        self.client_ops += 1
+        key = b"k%d" % self.rng.randrange(self.params.register_keys)
+        value = b"%d" % self.client_ops
+        data = b"w:" + key + b"=" + value
+        try:
+            index = node.propose(data)
+        except NotLeader:
+            return  # refused: it did not happen, so it is not in the history
+        # An index reused after a truncation: the earlier write there may or
+        # may not survive elsewhere.
+        lost = member.writes.pop(index, None)
+        if lost is not None:
+            self._write_outcome_unknown(lost)
+        member.writes[index] = SimWrite(key, value, data, self.now)
+        self._record("write", f"{member.name} index {index} {data!r}")
+        self._after_input(member)
+
+    def _acknowledge_writes(self, member: SimNode, applied: list[Entry]) -> None:
+        """The proposer applied its entries: the server answers the client
+        (OK when the index holds its write, else the outcome is unknown)."""
+        for entry in applied:
+            write = member.writes.pop(entry.index, None)
+            if write is None:
+                continue
+            if entry.data == write.data:
+                self.writes_acked += 1
+                self.operations.append(
+                    Operation(
+                        member.name,
+                        write.key,
+                        "write",
+                        write.value,
+                        write.invoke,
+                        self.now,
+                        True,
+                    )
+                )
+            else:
+                self._write_outcome_unknown(write)
+
+    def _write_outcome_unknown(self, write: SimWrite) -> None:
+        self.operations.append(
+            Operation("?", write.key, "write", write.value, write.invoke, None, None)
+        )
+
+    def _client_read(self) -> None:
+        member = self._live_member(prefer_leader=0.5)
+        if member is None:
+            return
+        node = member.node
+        assert node is not None
+        self.client_ops += 1
+        key = b"k%d" % self.rng.randrange(self.params.register_keys)
+        context = b"r%d" % self.client_ops
+        read = SimRead(key, self.now, self.tick_count, context)
+        if self.params.read_mode == "stale":
+            # The original Prez: the node's own applied state, at once.
+            read.index = len(member.applied)
+            self._complete_read(member, read)
+            return
+        member.reads[context] = read
+        node.read_index(context)
+        self._record("read", f"{member.name} {context!r} {key!r}")
+        self._after_input(member)
+
+    def _take_read_states(self, member: SimNode, rd: Ready) -> None:
+        for state in rd.read_states:
+            read = member.reads.pop(state.context, None)
+            if read is None:
+                raise InvariantViolation(
+                    "one answer per read request",
+                    f"{member.name} answered {state} that is not pending",
+                )
+            if state.failed:
+                self.reads_failed += 1
+                self._record("read failed", f"{member.name} {state.context!r}")
+                continue
+            self.checker.check_read_state(member.name, state)
+            read.index = state.index
+            self._record("read index", f"{member.name} {state}")
+            member.waiting_reads.append(read)
+        self._serve_reads(member)
+
+    def _serve_reads(self, member: SimNode) -> None:
+        applied = len(member.applied)
+        still: list[SimRead] = []
+        for read in member.waiting_reads:
+            if read.index <= applied:
+                self._complete_read(member, read)
+            else:
+                still.append(read)
+        member.waiting_reads = still
+
+    def _complete_read(self, member: SimNode, read: SimRead) -> None:
+        prefix = b"w:" + read.key + b"="
+        value = None
+        for entry in reversed(member.applied):
+            if entry.data.startswith(prefix):
+                value = entry.data[len(prefix) :]
+                break
+        self.reads_served += 1
+        self.served_contexts.add(read.context)
+        self.operations.append(
+            Operation(member.name, read.key, "read", value, read.invoke, self.now, True)
+        )
+
+    def _lose_client_ops(self, member: SimNode) -> None:
+        """A crash: pending writes have an unknown outcome; pending reads
+        were never answered, so they constrain nothing."""
+        for write in member.writes.values():
+            self._write_outcome_unknown(write)
+        member.writes = {}
+        member.reads = {}
+        member.waiting_reads = []
+
+    def _check_reads_answered(self) -> None:
+        """The core answers every read request (maybe READ_FAILED) within
+        two election timeouts, plus slack for a write in flight."""
+        bound = 2 * self.params.election_ticks + 3
+        for member in self.members.values():
+            for context, read in member.reads.items():
+                if self.tick_count - read.requested_tick > bound:
+                    raise InvariantViolation(
+                        "read requests are answered",
+                        f"{member.name} {context!r} unanswered for {bound} ticks",
+                    )
+
+    def _transfer_leadership(self) -> None:
+        leaders = [m for m in self.members.values() if self._is_leader(m)]
+        if not leaders:
+            return
+        member = self.rng.choice(leaders)
+        node = member.node
+        assert node is not None
+        target = self.rng.choice([name for name in self.names if name != member.name])
+        self.transfers += 1
+        self.transfer_targets[target] = node.term
+        self._record("transfer", f"{member.name} -> {target} term {node.term}")
+        node.transfer_leader(target)
+        self._after_input(member)
+
+    def _await_final_reads(self) -> None:
+        """After healing, a read at every node must be served (a failed one
+        is retried, as a client would) within a bound."""
+        bound = 20 * self.params.election_ticks
+        start = self.tick_count
+        contexts: dict[str, bytes] = {}
+        while True:
+            done = True
+            for member in self.members.values():
+                context = contexts.get(member.name)
+                if context is not None and context in self.served_contexts:
+                    continue
+                done = False
+                if context is not None and (
+                    context in member.reads
+                    or any(r.context == context for r in member.waiting_reads)
+                ):
+                    continue  # still on its way
+                node = member.node
+                assert node is not None
+                self.client_ops += 1
+                context = b"final%d" % self.client_ops
+                contexts[member.name] = context
+                member.reads[context] = SimRead(
+                    b"k0", self.now, self.tick_count, context
+                )
+                node.read_index(context)
+                self._after_input(member)
+            if done:
+                return
+            if self.tick_count - start > bound:
+                self._liveness_failure(f"reads not served within {bound} ticks")
+            self._run_tick()
+
+    def _check_history(self) -> None:
+        for member in self.members.values():
+            for write in member.writes.values():
+                self._write_outcome_unknown(write)
+            member.writes = {}
+        result = check_history(self.operations, timeout=20.0)
+        if result.ok is not True:
+            raise InvariantViolation("linearizable history", result.describe())
+
     # -- nodes ---------------------------------------------------------------------
 
     def _start(self, member: SimNode) -> None:
@@ -552,6 +863,7 @@ class Simulation:
         member.down_until = self.tick_count + downtime
         member.incoming = {}
         member.snapshotting = False
+        self._lose_client_ops(member)
         self.crashes += 1
         self.checker.on_crash(member.name)
         self.checker.check_committed_durable()
@@ -573,6 +885,10 @@ class Simulation:
             )
             if soft.role is Role.LEADER:
                 self.elections.add((soft.term, member.name))
+                if self.transfer_targets.get(member.name) == soft.term - 1:
+                    self.transfers_done += 1
+        if rd.read_states:
+            self._take_read_states(member, rd)
         self.checker.check_ready_entries(node, rd.entries)
         # 1. The leader's appends leave before its own write is durable.
         for msg in rd.messages:
@@ -625,6 +941,10 @@ class Simulation:
             member.applied = list(installed.entries)
         self.checker.check_apply(name, rd.committed_entries)
         member.applied.extend(rd.committed_entries)
+        if member.writes:
+            self._acknowledge_writes(member, rd.committed_entries)
+        if member.waiting_reads:
+            self._serve_reads(member)
         member.writing = None
         node.advance(rd)
         self._maybe_snapshot(member)
@@ -835,12 +1155,15 @@ class Simulation:
                     key = (member.name, node.term)
                     if node.role is Role.LEADER and key not in proposed_in:
                         elected_at = elected_at or self.tick_count
+                        marker = f"live:{member.name}:{node.term}".encode()
+                        try:
+                            node.propose(marker)
+                        except NotLeader:
+                            continue  # handing over: the next leader will do
                         # A fresh marker per leadership: one proposed to a
                         # leader that then lost office need not commit.
                         proposed_in.add(key)
-                        marker = f"live:{member.name}:{node.term}".encode()
                         markers.add(marker)
-                        node.propose(marker)
                         self._record("propose", f"marker {marker!r}")
                         self._after_input(member)
                 while not committed_marker and scanned < len(history):
@@ -902,6 +1225,8 @@ class Network:
         # synchronous, so at most one per node).
         self.incoming: dict[str, SnapshotFile] = {}
         self.transfers: list[tuple[str, str, bool]] = []  # (src, dst, ok)
+        # Every ReadState each node handed out, in order.
+        self.read_states: dict[str, list[ReadState]] = {name: [] for name in self.names}
         self.checker = SafetyChecker(self.names, self.disks)
         self.cut: set[frozenset[str]] = set()
         self.isolated: set[str] = set()
@@ -982,6 +1307,7 @@ class Network:
                 self.applied[name] = list(installed.entries)
             self.checker.check_apply(name, rd.committed_entries)
             self.applied[name].extend(rd.committed_entries)
+            self.read_states[name].extend(rd.read_states)
             node.advance(rd)
             self.checker.check_node(node)
 
