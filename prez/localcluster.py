@@ -175,25 +175,47 @@ def stop(root: Path, wait: float = 10.0) -> int:
     return 0
 
 
+STATUS_COLUMNS = [
+    # (header, INFO raft field)
+    ("node", "raft_node_name"),
+    ("role", "raft_role"),
+    ("term", "raft_term"),
+    ("leader", "raft_leader"),
+    ("commit", "raft_commit_index"),
+    ("applied", "raft_applied_index"),
+    ("last", "raft_last_log_index"),
+    ("snapshot", "raft_snapshot_index"),
+    ("read-mode", "raft_read_mode"),
+    ("fsyncs", "raft_fsyncs"),
+    ("fsync-ms", "raft_fsync_avg_ms"),
+    ("elections", "raft_elections_started"),
+    ("leader-chg", "raft_leader_changes"),
+    ("proposals", "raft_proposals"),
+    ("reads", "raft_reads"),
+    ("forwarded", "raft_forwarded"),
+]
+
+
 def status(root: Path) -> int:
     dirs = node_dirs(root)
     if not dirs:
         print(f"no cluster under {root}")
         return 1
-    header = f"{'node':<12} {'port':>5} {'role':<10} {'term':>5} {'leader':<12} {'commit':>8} {'applied':>8} {'last':>8}"
-    print(header)
+    rows = [["port", *(header for header, _ in STATUS_COLUMNS)]]
     for directory in dirs:
         port = read_port(directory)
         fields = info(port)
         if not fields:
-            print(f"{'node-' + directory.name:<12} {port:>5} {'down':<10}")
+            rows.append([str(port), f"node-{directory.name}", "down"])
             continue
-        print(
-            f"{fields.get('raft_node_name', '?'):<12} {port:>5} {fields.get('raft_role', '?'):<10} "
-            f"{fields.get('raft_term', '?'):>5} {fields.get('raft_leader', '') or '-':<12} "
-            f"{fields.get('raft_commit_index', '?'):>8} {fields.get('raft_applied_index', '?'):>8} "
-            f"{fields.get('raft_last_log_index', '?'):>8}"
+        rows.append(
+            [str(port), *(fields.get(key, "") or "-" for _, key in STATUS_COLUMNS)]
         )
+    widths = [
+        max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))
+    ]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     return 0
 
 
