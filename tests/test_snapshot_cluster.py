@@ -304,3 +304,35 @@ def test_all_snapshots_damaged_refuses_to_start(tmp_path: Path) -> None:
         node.start(wait=False)
         assert node.proc is not None and node.proc.wait(20) == 1
         assert ".snap" in node.log()
+
+
+def test_snapshot_and_log_that_do_not_meet_refuse_to_start(tmp_path: Path) -> None:
+    cluster = Cluster(
+        tmp_path, size=1, node_timeout=200, config={"raft-log-max-size": "256kb"}
+    )
+    with cluster:
+        node = cluster.leader()
+        c = cluster.client(node, socket_timeout=60)
+        # Enough snapshots that the log before the older kept one is compacted.
+        for round_ in range(4):
+            write_keys(c, round_ * 5_000, 5_000)
+            with contextlib.suppress(redis.ResponseError):
+                c.execute_command("RAFT.SNAPSHOT")
+            wait_until(
+                lambda: int(info(cluster, node)["raft_snapshot_in_progress"]) == 0, 30
+            )
+        wait_until(
+            lambda: int(info(cluster, node)["raft_log_first_index"]) > 1,
+            30,
+            what="compaction",
+        )
+        c.close()
+        node.stop()
+        for snap in (node.dir / "snapshots").glob("*.snap"):
+            snap.unlink()
+        node.start(wait=False)
+        assert node.proc is not None and node.proc.wait(20) == 1
+        out = node.log()
+        assert (
+            "gap between snapshot and log" in out and "there is no snapshot" in out
+        ), out[-2000:]
