@@ -198,7 +198,9 @@ PARAMS: dict[str, Param] = {
             "read-mode",
             "linearizable",
             one_of("linearizable", "lease", "stale"),
-            mutable=True,
+            # Fixed at start-up: the Raft core confirms reads in one mode.
+            # A connection may still choose stale reads (READMODE stale).
+            mutable=False,
         ),
         Param("raft-log-fsync", True, parse_bool, render=_render_bool),
         Param("raft-log-max-size", 64 * 1024 * 1024, parse_memory, mutable=True),

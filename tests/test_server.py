@@ -489,3 +489,14 @@ def test_debug_digest_is_order_and_hashseed_independent(tmp_path: Path) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_read_mode_is_fixed_at_start_up(r: redis.Redis) -> None:
+    with pytest.raises(redis.ResponseError, match="can't set immutable config"):
+        r.config_set("read-mode", "lease")
+    assert r.config_get("read-mode") == {"read-mode": "linearizable"}
+    assert r.execute_command("READMODE") == b"linearizable"
+    assert r.execute_command("READMODE", "stale") == b"OK"
+    assert r.execute_command("READMODE") == b"stale"
+    with pytest.raises(redis.ResponseError, match="READMODE must be"):
+        r.execute_command("READMODE", "fast")

@@ -308,6 +308,12 @@ class RaftDriver:
 
     def _flush_reads(self) -> None:
         self._read_flush_scheduled = False
+        if self._reads_waiting:
+            # One read-index request in flight at a time: the reads arriving
+            # meanwhile go out together once it is answered, so batches grow
+            # with load and a follower's reads cost the leader one round per
+            # batch (each of them is still confirmed after it arrived).
+            return
         batch, self._read_batch = self._read_batch, []
         node = self.node
         if not batch or node is None:
@@ -333,6 +339,8 @@ class RaftDriver:
             else:
                 self._read_seq += 1
                 heapq.heappush(self._reads_parked, (state.index, self._read_seq, batch))
+        if self._read_batch and not self._reads_waiting:
+            self._flush_reads()
 
     def _serve_parked_reads(self) -> None:
         parked = self._reads_parked
