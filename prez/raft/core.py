@@ -135,14 +135,45 @@ down (soft_state); if no new leader took over within an election timeout,
 `transferring_to` becomes None and proposals are accepted again. Lease reads
 stop for the rest of the leader's term once a transfer started.
 
-Seams left for later issues (no implementation yet): membership changes
-where a CONFIG entry is applied (peers/quorum are plain attributes; the
-snapshot's membership is the driver's for now).
+Membership (thesis ch. 4, single-server changes; see propose_conf_change
+for why not joint consensus): `node.propose_conf_change(ConfChange(kind,
+name))` on the leader appends a CONFIG entry whose data is the whole new
+`Membership` (voters and learners, names only). `node.membership` is the
+newest CONFIG entry in the log, committed or not, else the snapshot's, else
+the bootstrap one (RaftConfig.peers/learners); `conf_change_pending` says
+it is not committed yet (no other change is accepted meanwhile).
+
+- Effective when appended, on every node; a truncated CONFIG entry reverts
+  it. `rd.membership` is set in the Ready whose entries changed it: once
+  step 3 is durable, rewrite nodes.conf to it and connect to its members.
+- Restart: the constructor derives it from the recovered log and the
+  snapshot's `SnapshotMeta.config` (None: the bootstrap one). So the
+  bootstrap membership must be the same on every node and must not follow
+  the rewritten nodes.conf: keep the original one durable (or make sure the
+  snapshot names one). A joining node is started as a learner (its own name
+  in RaftConfig.learners, the cluster's bootstrap voters as peers).
+- Snapshots: when writing a state machine snapshot at `index`, record
+  `node.membership_at(index)` in the file; `node.snapshot.config` is the
+  membership of the compacted point. A leader's SNAPSHOT message carries its
+  snapshot point's membership in `context` (informational), and the
+  follower's driver steps the received file in with `context =
+  file_membership.encode()` (empty: the bootstrap membership).
+- CONFIG entries come through `committed_entries` like any other: the
+  state machine skips them (as it skips NOOP).
+- Learners receive the log, never campaign, and never count toward a
+  majority or a vote (a candidate counts only its voters). A node removed
+  from its newest membership stops campaigning once the removal is
+  committed; until then it may still be needed and campaigns without
+  counting itself (thesis 4.2.2). Vote requests from nodes that are neither
+  voters nor uncommitted-removed voters here are dropped, so a removed
+  node cannot raise the members' terms (with PreVote it never raises its
+  own either). A leader that removed itself keeps leading, counting commits
+  without its own copy, and steps down when the removal commits.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -153,9 +184,12 @@ from prez.raft.log import RaftLog
 from prez.raft.types import (
     READ_FAILED,
     TRANSFER_CONTEXT,
+    ConfChange,
+    ConfChangeKind,
     Entry,
     EntryKind,
     HardState,
+    Membership,
     Message,
     MessageType,
     ReadState,
@@ -201,6 +235,7 @@ READ_MODES = ("linearizable", "lease")
 _FROM_LEADER = (APPEND, HEARTBEAT, SNAPSHOT)
 NORMAL = EntryKind.NORMAL
 NOOP = EntryKind.NOOP
+CONFIG = EntryKind.CONFIG
 
 
 class Role(StrEnum):
@@ -228,6 +263,18 @@ class LeadershipTransferring(NotLeader):
         self.leader = target
 
 
+class ConfChangeRefused(PrezError):
+    """propose_conf_change() with a change that makes no sense for the
+    current membership (adding a member, promoting a non-learner, removing a
+    stranger or the last voter). Retrying will not help."""
+
+
+class ConfChangeInProgress(ConfChangeRefused):
+    """propose_conf_change() while a change is not settled: an earlier one is
+    still uncommitted, or this leader has not yet committed an entry of its
+    own term (thesis 4.1). Retry once it has committed."""
+
+
 class RaftSafetyError(PrezError):
     """A Raft invariant broke (for example a committed entry would be
     overwritten). The node must stop; continuing would corrupt data."""
@@ -236,7 +283,12 @@ class RaftSafetyError(PrezError):
 @dataclass
 class RaftConfig:
     name: str
-    peers: list[str]  # every voter, this node included
+    # The bootstrap membership: every voter, and the learners. Used until
+    # the log (or a snapshot) says otherwise, so it must be the same on
+    # every node that starts with an empty log; a node that joins a running
+    # cluster is started as a learner (its name in `learners`) and learns
+    # the real membership from the leader.
+    peers: list[str]
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     max_append_bytes: int = 1 << 20  # payload bytes per AppendEntries
@@ -264,12 +316,22 @@ class RaftConfig:
     # more than that, and no process pauses longer (a paused leader's lease
     # may have expired when it wakes up).
     lease_drift_ticks: int = 2
+    learners: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        if self.name not in self.peers:
-            raise ValueError(f"node {self.name!r} is not among peers {self.peers}")
-        if len(set(self.peers)) != len(self.peers) or "" in self.peers:
-            raise ValueError(f"peer names must be unique and non-empty: {self.peers}")
+        members = self.peers + self.learners
+        if self.name not in members:
+            raise ValueError(
+                f"node {self.name!r} is not among peers {self.peers} "
+                f"or learners {self.learners}"
+            )
+        if len(set(members)) != len(members) or "" in members or not self.peers:
+            raise ValueError(
+                f"peer names must be unique and non-empty, with one voter at "
+                f"least: {self.peers}, learners {self.learners}"
+            )
+        if any("\n" in name for name in members):
+            raise ValueError("peer names must not contain a newline")
         if self.heartbeat_ticks < 1:
             raise ValueError("heartbeat_ticks must be >= 1")
         if self.election_ticks <= self.heartbeat_ticks:
@@ -319,6 +381,11 @@ class Ready:
     # of a context once applied >= index; a failed one (index == -1) means
     # answering those reads with an error. Needs no write: handle any time.
     read_states: list[ReadState] = field(default_factory=list)
+    # Set when the membership changed (a CONFIG entry appended or truncated,
+    # a snapshot installed): the new one, as the log written in this Ready
+    # says. Once step 3 is durable, rewrite nodes.conf to it and connect to
+    # the new members (and drop the removed ones).
+    membership: Membership | None = None
 
 
 class ProgressState(StrEnum):
@@ -440,10 +507,6 @@ class RaftNode:
         self.config = config
         self._name = config.name
         self._rng = rng
-        self.peers: list[str] = list(config.peers)
-        self._others: list[str] = [p for p in self.peers if p != self._name]
-        self._peer_set = frozenset(self._others)
-        self._quorum = len(self.peers) // 2 + 1
         self._election_ticks = config.election_ticks
         self._heartbeat_ticks = config.heartbeat_ticks
         self._max_bytes = config.max_append_bytes
@@ -516,12 +579,32 @@ class RaftNode:
         self._transfer_elapsed = 0
         self._timeout_now_sent = False
 
+        # Membership (thesis ch. 4): the one at the snapshot point, plus
+        # every CONFIG entry in the log after it, (index, membership) in
+        # index order; the newest in the log is in effect.
+        self._bootstrap = Membership(
+            frozenset(config.peers), frozenset(config.learners)
+        )
+        self._base_membership = self._bootstrap
+        if snapshot is not None and snapshot.config is not None:
+            self._base_membership = snapshot.config
+        self._config_entries: list[tuple[int, Membership]] = []
+        self._track_config_entries(self.log.entries)
+        self._membership = self._base_membership
+        self._known: frozenset[str] = frozenset()
+        self._voters: frozenset[str] = frozenset()
+        self.peers: list[str] = []  # the voters, this node included if it is one
+        self._others: list[str] = []  # every other member, learners included
+        self._quorum = 1
+        self._set_membership(self._current_membership(), force=True)
+
         self._prev_hard = (self._term, self._vote, self._commit)
         self._prev_soft: tuple[Role, str | None, int] = (
             self._role,
             self._leader,
             self._term,
         )
+        self._prev_membership = self._membership
 
     # -- read-only state ---------------------------------------------------
 
@@ -564,9 +647,44 @@ class RaftNode:
     @property
     def snapshot(self) -> SnapshotMeta | None:
         """The point the log was compacted to (the newest snapshot this node
-        holds and would send to a lagging follower); None if it never was."""
+        holds and would send to a lagging follower), with the membership in
+        effect there; None if it never was."""
         log = self.log
-        return SnapshotMeta(log.offset, log.offset_term) if log.offset else None
+        if not log.offset:
+            return None
+        return SnapshotMeta(log.offset, log.offset_term, self._base_membership)
+
+    @property
+    def membership(self) -> Membership:
+        """The membership in effect: the newest CONFIG entry in the log
+        (committed or not), else the snapshot's, else the bootstrap one."""
+        return self._membership
+
+    @property
+    def membership_index(self) -> int:
+        """The index of the CONFIG entry that set the membership in effect
+        (0 when it comes from a snapshot or the bootstrap configuration)."""
+        return self._config_entries[-1][0] if self._config_entries else 0
+
+    @property
+    def conf_change_pending(self) -> bool:
+        """Whether the membership in effect is not yet committed: no other
+        change may be proposed until it is."""
+        return self.membership_index > self._commit
+
+    def membership_at(self, index: int) -> Membership:
+        """The membership in effect at `index`, which must lie between the
+        snapshot point and the last index: what a snapshot of the state
+        machine at `index` must record (the driver's snapshot file)."""
+        if not self.log.offset <= index <= self.log.last_index:
+            raise ValueError(
+                f"membership at {index}: the log holds {self.log.offset}.."
+                f"{self.log.last_index}"
+            )
+        position = bisect_right(self._config_entries, index, key=_first)
+        if position == 0:
+            return self._base_membership
+        return self._config_entries[position - 1][1]
 
     @property
     def transferring_to(self) -> str | None:
@@ -599,13 +717,18 @@ class RaftNode:
             self._tick_leader()
         else:
             self._election_elapsed += 1
-            if self._election_elapsed >= self._randomized_timeout:
+            # A node that takes no part in elections lets the timer run on:
+            # past a timeout without a leader it no longer shields one, so
+            # it answers vote requests (a learner may be needed for a vote
+            # as soon as its promotion is appended elsewhere).
+            if self._election_elapsed >= self._randomized_timeout and self._electoral():
                 self._election_elapsed = 0
                 self.campaign()
 
     def campaign(self) -> None:
-        """Start an election now (etcd's MsgHup); a no-op on a leader."""
-        if self._role is Role.LEADER:
+        """Start an election now (etcd's MsgHup); a no-op on a leader and on
+        a node that takes no part in elections (see `_electoral`)."""
+        if self._role is Role.LEADER or not self._electoral():
             return
         if self._pre_vote:
             self._become_pre_candidate()
@@ -628,6 +751,50 @@ class RaftNode:
         index = log.offset + len(log.entries) + 1
         log.entries.append(Entry(index, self._term, NORMAL, data))
         self._bcast_new_entries = True
+        return index
+
+    def propose_conf_change(self, change: ConfChange) -> int:
+        """Append a CONFIG entry holding the membership after `change`;
+        returns its index.
+
+        Single-server changes (thesis ch. 4) rather than joint consensus:
+        any majority of the old and of the new voters overlap, so one change
+        at a time needs no intermediate configuration, and the log carries
+        one entry per change. The new membership is in effect as soon as the
+        entry is appended, here and on every follower (the leader counts
+        commits by it at once: a leader removing itself counts without its
+        own copy, and steps down once the entry commits); a truncated entry
+        reverts it.
+
+        Raises NotLeader (LeadershipTransferring during a transfer),
+        ConfChangeInProgress while an earlier change is uncommitted or no
+        entry of this leader's term has committed yet (the fix of thesis
+        4.1: otherwise a change appended by a new leader could overlap one
+        an earlier leader left uncommitted), ConfChangeRefused for a change
+        that does not fit the membership.
+        """
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader)
+        if self._transfer_target is not None:
+            raise LeadershipTransferring(self._transfer_target)
+        if not self._term_committed:
+            raise ConfChangeInProgress(
+                "the leader has not yet committed an entry of its term"
+            )
+        if self.conf_change_pending:
+            raise ConfChangeInProgress(
+                f"the membership change at index {self.membership_index} "
+                "is not committed yet"
+            )
+        membership = _changed_membership(self._membership, change)
+        log = self.log
+        index = log.last_index + 1
+        log.entries.append(Entry(index, self._term, CONFIG, membership.encode()))
+        self._config_entries.append((index, membership))
+        self._set_membership(membership)
+        self._bcast_new_entries = True
+        # A smaller majority may already hold entries the old one did not.
+        self._maybe_commit()
         return index
 
     def read_index(self, context: bytes) -> None:
@@ -677,8 +844,8 @@ class RaftNode:
         if target == self._name:
             self._transfer_target = None
             return
-        if target not in self._peer_set:
-            raise ValueError(f"cannot transfer leadership to unknown node {target!r}")
+        if target not in self._voters or target not in self._progress:
+            raise ValueError(f"cannot transfer leadership to non-voter {target!r}")
         if self._transfer_target == target:
             return
         self._transfer_target = target
@@ -704,7 +871,12 @@ class RaftNode:
             return
         if index > self._applied:
             raise ValueError(f"cannot compact to {index}: only {self._applied} applied")
+        base = self.membership_at(index)
         self.log.compact(index)
+        self._base_membership = base
+        entries = self._config_entries
+        del entries[: bisect_right(entries, index, key=_first)]
+        self._set_membership(self._membership)
 
     def report_snapshot(self, peer: str, ok: bool) -> None:
         """The driver's verdict on the snapshot transfer to `peer` that a
@@ -732,18 +904,29 @@ class RaftNode:
     def step(self, msg: Message) -> None:
         """Feed one message from a peer.
 
-        Messages not addressed to this node, from unknown senders, of unknown
-        types or with a nonsensical term are dropped, as are messages of an older term
-        (answered only when that helps a stale leader or pre-candidate learn
-        the current term).
+        Messages not addressed to this node, from itself or nobody, of
+        unknown types or with a nonsensical term are dropped, as are vote
+        requests from nodes that are not voters here (a removed node must
+        not disrupt the cluster), messages of an older term (answered only
+        when that helps a stale leader or pre-candidate learn the current
+        term) and, on a leader, messages from strangers (named by no
+        membership its log records). Other nodes take messages from anyone
+        (thesis 4.2.1: whatever their membership says): a lagging follower
+        or a learner that just joined may not know the current leader yet,
+        and a leader that removed itself leads on until the change commits.
         """
         msg_type = msg.type
+        src = msg.src
         if (
             msg.dst != self._name
-            or msg.src not in self._peer_set
             or msg.term < 0
             or msg_type not in _HANDLED_TYPES
+            or (msg_type in (VOTE, PRE_VOTE) and not self._electoral(src))
         ):
+            return
+        if src == self._name or not src:
+            return
+        if self._role is Role.LEADER and src not in self._known:
             return
         if msg.term > self._term:
             # While this node hears from a leader it ignores requests that
@@ -771,8 +954,10 @@ class RaftNode:
             if msg_type in _FROM_LEADER:
                 # A stale leader. With CheckQuorum or PreVote a node with a
                 # higher term may never win an election to tell it, so answer
-                # with our term and let it step down.
-                if self._check_quorum or self._pre_vote:
+                # with our term and let it step down; so must a node that
+                # never campaigns (a lagging member whose term a removed
+                # node raised, before it learnt of the removal).
+                if self._check_quorum or self._pre_vote or not self._electoral():
                     self._persisted_msgs.append(
                         Message(APPEND_RESP, self._term, self._name, msg.src)
                     )
@@ -818,7 +1003,7 @@ class RaftNode:
                 )
             return
         if msg_type == TIMEOUT_NOW:
-            if role is not Role.LEADER:
+            if role is not Role.LEADER and self._electoral():
                 # The leader hands over: campaign now, no pre-vote (it would
                 # fail while the voters still hear from the leader).
                 self._become_candidate(transfer=True)
@@ -866,6 +1051,7 @@ class RaftNode:
             or self._pending_snapshot is not None
             or self._read_states
             or self._round_due
+            or self._prev_membership is not self._membership
         )
 
     def ready(self) -> Ready:
@@ -889,6 +1075,11 @@ class RaftNode:
         if soft != self._prev_soft:
             soft_state = SoftState(self._role, self._leader, self._term)
             self._prev_soft = soft
+        membership = None
+        if self._prev_membership is not self._membership:
+            if self._prev_membership != self._membership:
+                membership = self._membership
+            self._prev_membership = self._membership
         committed: list[Entry] = []
         if self._commit > self._applying:
             committed = self.log.slice(self._applying + 1, self._commit + 1)
@@ -902,6 +1093,7 @@ class RaftNode:
             soft_state,
             self._pending_snapshot,
             self._read_states,
+            membership,
         )
         self._msgs = []
         self._persisted_msgs = []
@@ -968,7 +1160,7 @@ class RaftNode:
         # term and depose the leader when it rejoins (thesis §9.6).
         self._reset(self._term)
         self._role = Role.PRE_CANDIDATE
-        self._votes = {self._name: True}
+        self._votes = self._own_vote()
         if self._votes_won():
             self._become_candidate()
             return
@@ -976,7 +1168,7 @@ class RaftNode:
         next_term = self._term + 1
         last_index = self.log.last_index
         last_term = self.log.last_term
-        for peer in self._others:
+        for peer in self._other_voters():
             msgs.append(
                 Message(
                     PRE_VOTE,
@@ -992,7 +1184,7 @@ class RaftNode:
         self._reset(self._term + 1)
         self._role = Role.CANDIDATE
         self._vote = self._name
-        self._votes = {self._name: True}
+        self._votes = self._own_vote()
         if self._votes_won():
             self._become_leader()
             return
@@ -1002,7 +1194,7 @@ class RaftNode:
         last_index = self.log.last_index
         last_term = self.log.last_term
         context = TRANSFER_CONTEXT if transfer else b""
-        for peer in self._others:
+        for peer in self._other_voters():
             msgs.append(
                 Message(
                     VOTE,
@@ -1035,7 +1227,26 @@ class RaftNode:
     def _votes_won(self) -> bool:
         return sum(self._votes.values()) >= self._quorum
 
+    def _electoral(self, name: str | None = None) -> bool:
+        """Whether `name` (default: this node) takes part in elections here:
+        a voter, or a node whose removal is not committed yet (thesis 4.2.2:
+        it may still be needed, say a leader that removed itself and crashed
+        holding the newest log; it does not count its own vote then). This
+        node campaigns only if it does, and ignores vote requests from nodes
+        that do not (a removed node cannot disrupt)."""
+        if name is None:
+            name = self._name
+        return name in self._voters or name in self.membership_at(self._commit).voters
+
+    def _own_vote(self) -> dict[str, bool]:
+        return {self._name: True} if self._name in self._voters else {}
+
+    def _other_voters(self) -> list[str]:
+        return [peer for peer in self.peers if peer != self._name]
+
     def _poll(self, voter: str, granted: bool) -> None:
+        if voter not in self._voters:
+            return  # a learner's or a stranger's answer counts for nothing
         self._votes.setdefault(voter, granted)
         granted_count = sum(self._votes.values())
         if granted_count >= self._quorum:
@@ -1063,6 +1274,10 @@ class RaftNode:
             or (is_pre_vote and msg.term > self._term)
         )
         resp_type = PRE_VOTE_RESP if is_pre_vote else VOTE_RESP
+        # Whatever our own membership says (thesis 4.2.1): a candidate counts
+        # only the voters of its membership, and a node whose log does not
+        # yet say it was promoted may be one of them; refusing would leave a
+        # cluster that needs its vote without a leader to tell it.
         if can_vote and self._log_is_up_to_date(msg.index, msg.log_term):
             if not is_pre_vote:
                 self._election_elapsed = 0
@@ -1108,7 +1323,9 @@ class RaftNode:
                         raise RaftSafetyError(
                             f"{self._name}: entry {conflict} conflicts with commit {self._commit}"
                         )
-                    log.truncate_and_append(entries[conflict - prev_index - 1 :])
+                    appended = entries[conflict - prev_index - 1 :]
+                    log.truncate_and_append(appended)
+                    self._on_log_rewritten(conflict, appended)
             # Only up to last_new is known to match the leader; a longer tail
             # here may still be a stale leftover.
             commit = min(msg.commit, last_new)
@@ -1148,12 +1365,25 @@ class RaftNode:
                 )
             )
             return
-        self.log.restore(index, snapshot_term)
+        try:
+            # The driver passes the file's membership; none means the
+            # bootstrap one (a cluster whose membership never changed).
+            base = Membership.decode(msg.context) if msg.context else self._bootstrap
+        except ValueError:
+            return  # garbage: a snapshot's membership that does not parse
+        kept = self.log.restore(index, snapshot_term)
+        self._base_membership = base
+        if kept:
+            entries = self._config_entries
+            del entries[: bisect_right(entries, index, key=_first)]
+        else:
+            self._config_entries = []
+        self._set_membership(self._current_membership())
         self._commit = index
         # The state machine is loaded from the snapshot instead of applying
         # the entries it covers (index > commit >= what was handed out).
         self._applying = index
-        self._pending_snapshot = SnapshotMeta(index, snapshot_term)
+        self._pending_snapshot = SnapshotMeta(index, snapshot_term, base)
         # Acknowledge the snapshot point only: a kept suffix may still be a
         # stale leftover that the next append repairs.
         self._persisted_msgs.append(
@@ -1182,7 +1412,9 @@ class RaftNode:
             self._reads_before_commit.append(request)
             return
         request.index = self._commit
-        if self._quorum == 1 or (self._read_mode == "lease" and self._lease_holds()):
+        if self._acks_needed() <= 0 or (
+            self._read_mode == "lease" and self._lease_holds()
+        ):
             self._answer_read(request, request.index)
             return
         # Confirmed by the next round: its heartbeats leave after this
@@ -1191,9 +1423,24 @@ class RaftNode:
         self._reads_waiting.append(request)
         self._round_due = True
 
+    def _acks_needed(self) -> int:
+        """How many other voters complete a majority (a leader that removed
+        itself counts without its own vote)."""
+        return self._quorum - (self._name in self._voters)
+
+    def _voter_progress(self) -> list[Progress]:
+        progress = self._progress
+        return [progress[peer] for peer in self.peers if peer in progress]
+
     def _release_reads(self) -> None:
-        acks = sorted((p.read_ack for p in self._progress.values()), reverse=True)
-        confirmed = acks[self._quorum - 2]  # with our own, a majority
+        needed = self._acks_needed()
+        if needed <= 0:
+            confirmed = self._round
+        else:
+            acks = sorted((p.read_ack for p in self._voter_progress()), reverse=True)
+            if len(acks) < needed:
+                return
+            confirmed = acks[needed - 1]  # with our own (if we vote), a majority
         waiting = self._reads_waiting
         while waiting and waiting[0].round <= confirmed:
             request = waiting.popleft()
@@ -1204,13 +1451,16 @@ class RaftNode:
         none of them grants a vote yet: no other leader can exist."""
         if self._lease_revoked:
             return False
+        needed = self._acks_needed()
+        if needed <= 0:
+            return True
         dates = sorted(
-            (p.lease_tick for p in self._progress.values() if p.lease_tick is not None),
+            (p.lease_tick for p in self._voter_progress() if p.lease_tick is not None),
             reverse=True,
         )
-        if len(dates) < self._quorum - 1:
+        if len(dates) < needed:
             return False
-        return self._ticks - dates[self._quorum - 2] < self._lease_ticks
+        return self._ticks - dates[needed - 1] < self._lease_ticks
 
     def _answer_read(self, request: _ReadRequest, index: int) -> None:
         if request.requester == self._name:
@@ -1222,7 +1472,9 @@ class RaftNode:
                     self._term,
                     self._name,
                     request.requester,
-                    index=index,
+                    # The wire carries indexes unsigned: a failure is a
+                    # reject with index 0, never READ_FAILED itself.
+                    index=max(index, 0),
                     reject=index == READ_FAILED,
                     context=request.context,
                 )
@@ -1309,9 +1561,10 @@ class RaftNode:
             self._bcast_heartbeat()
 
     def _quorum_active(self) -> bool:
-        active = 1  # ourselves
-        for progress in self._progress.values():
-            if progress.recent_active:
+        voters = self._voters
+        active = int(self._name in voters)
+        for peer, progress in self._progress.items():
+            if progress.recent_active and peer in voters:
                 active += 1
             progress.recent_active = False
         return active >= self._quorum
@@ -1419,11 +1672,15 @@ class RaftNode:
                 index=log.offset,
                 log_term=log.offset_term,
                 commit=self._commit,
+                # For the driver: the membership its snapshot file records.
+                context=self._base_membership.encode(),
             )
         )
 
     def _handle_append_response(self, msg: Message) -> None:
-        progress = self._progress[msg.src]
+        progress = self._progress.get(msg.src)
+        if progress is None:
+            return  # not (or no longer) a member
         progress.recent_active = True
         if msg.reject:
             if progress.state is ProgressState.SNAPSHOT:
@@ -1479,7 +1736,9 @@ class RaftNode:
             self._send_timeout_now(msg.src)
 
     def _handle_heartbeat_response(self, msg: Message) -> None:
-        progress = self._progress[msg.src]
+        progress = self._progress.get(msg.src)
+        if progress is None:
+            return  # not (or no longer) a member
         progress.recent_active = True
         if len(msg.context) == 8:
             answered = int.from_bytes(msg.context, "big")
@@ -1511,9 +1770,14 @@ class RaftNode:
 
     def _maybe_commit(self) -> bool:
         """Raise commit to the highest index a majority holds durably; on
-        success every follower hears of it at the next ready()."""
-        matches = [progress.match for progress in self._progress.values()]
-        matches.append(self.log.persisted)
+        success every follower hears of it at the next ready().
+
+        Counts the voters of the membership in effect, this node only if it
+        is one of them. A leader that removed itself steps down once that
+        change commits, after telling the followers the commit index."""
+        matches = [progress.match for progress in self._voter_progress()]
+        if self._name in self._voters:
+            matches.append(self.log.persisted)
         matches.sort(reverse=True)
         candidate = matches[self._quorum - 1]
         if candidate <= self._commit or not self._is_committable(candidate):
@@ -1529,7 +1793,104 @@ class RaftNode:
         pending = self._pending_sends
         for peer in self._others:
             pending[peer] = True
+        if self._name not in self._voters and self.membership_index <= self._commit:
+            self._flush_sends()
+            self._become_follower(self._term, None)
         return True
+
+    # -- membership (thesis ch. 4) ----------------------------------------------
+
+    def _track_config_entries(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.kind == CONFIG:
+                try:
+                    membership = Membership.decode(entry.data)
+                except ValueError as error:
+                    raise RaftSafetyError(
+                        f"{self._name}: CONFIG entry {entry.index} does not "
+                        f"parse: {error}"
+                    ) from error
+                self._config_entries.append((entry.index, membership))
+
+    def _current_membership(self) -> Membership:
+        entries = self._config_entries
+        return entries[-1][1] if entries else self._base_membership
+
+    def _on_log_rewritten(self, first: int, appended: list[Entry]) -> None:
+        """The log was truncated from `first` and `appended` written there:
+        CONFIG entries truncated revert their change, new ones take effect."""
+        entries = self._config_entries
+        del entries[bisect_left(entries, first, key=_first) :]
+        self._track_config_entries(appended)
+        self._set_membership(self._current_membership())
+
+    def _set_membership(self, membership: Membership, force: bool = False) -> None:
+        # Whom we take messages from: every member of a membership the log
+        # still records (a leader that removed itself leads on until the
+        # change commits); a removed node is forgotten once compacted away.
+        known = set(self._base_membership.members)
+        for _, recorded in self._config_entries:
+            known |= recorded.members
+        known.discard(self._name)
+        self._known = frozenset(known)
+        if membership == self._membership and not force:
+            return
+        self._membership = membership
+        self._voters = membership.voters
+        self.peers = sorted(membership.voters)
+        self._others = sorted(membership.members - {self._name})
+        self._quorum = len(membership.voters) // 2 + 1
+        if self._role is not Role.LEADER:
+            return
+        progress = self._progress
+        members = set(self._others)
+        for peer in list(progress):
+            if peer not in members:
+                del progress[peer]
+                self._pending_sends.pop(peer, None)
+        next_index = self.log.last_index + 1
+        for peer in self._others:
+            if peer not in progress:
+                # Probe from the end; the answer's hint finds the match.
+                progress[peer] = Progress(next_index)
+                self._pending_sends[peer] = True
+        if (
+            self._transfer_target is not None
+            and self._transfer_target not in self._voters
+        ):
+            self._transfer_target = None
+
+
+def _changed_membership(current: Membership, change: ConfChange) -> Membership:
+    """The membership after `change`, or ConfChangeRefused if it does not
+    apply to `current`."""
+    name, kind = change.name, change.kind
+    voters, learners = current.voters, current.learners
+    if not name or "\n" in name:
+        raise ConfChangeRefused(f"invalid node name {name!r}")
+    if kind in (ConfChangeKind.ADD_VOTER, ConfChangeKind.ADD_LEARNER):
+        if name in voters or name in learners:
+            raise ConfChangeRefused(f"node {name!r} is already a member")
+        if kind == ConfChangeKind.ADD_VOTER:
+            return Membership(voters | {name}, learners)
+        return Membership(voters, learners | {name})
+    if kind == ConfChangeKind.PROMOTE:
+        if name not in learners:
+            raise ConfChangeRefused(f"node {name!r} is not a learner")
+        return Membership(voters | {name}, learners - {name})
+    if kind == ConfChangeKind.REMOVE:
+        if name in learners:
+            return Membership(voters, learners - {name})
+        if name not in voters:
+            raise ConfChangeRefused(f"node {name!r} is not a member")
+        if len(voters) == 1:
+            raise ConfChangeRefused(f"cannot remove {name!r}, the last voter")
+        return Membership(voters - {name}, learners)
+    raise ConfChangeRefused(f"unknown membership change {kind!r}")
+
+
+def _first(pair: tuple[int, Membership]) -> int:
+    return pair[0]
 
 
 def _entries_after(snapshot: SnapshotMeta, entries: list[Entry]) -> list[Entry]:

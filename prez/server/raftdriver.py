@@ -124,6 +124,9 @@ class RaftDriver:
             self.name, self.client_addr, members, self._on_message, source_host=host
         )
         self.forwarder = Forwarder(password=config["requirepass"], source_host=host)
+        self.admin_forwarder = Forwarder(
+            password=config["requirepass"], source_host=host
+        )
         self.pending: dict[int, tuple[int, Deferred]] = {}  # index -> (term, reply)
         self.applied = 0
         self._read_batch: list[tuple[CommandEntry, int, list[bytes], Deferred]] = []
@@ -217,6 +220,7 @@ class RaftDriver:
         self._fail_pending(CommandError(OUTCOME_UNKNOWN))
         self._fail_reads(CommandError(NO_LEADER_FOR_READ))
         await self.forwarder.close()
+        await self.admin_forwarder.close()
         await self.bus.close()
         try:
             self.wal.close()
@@ -385,7 +389,9 @@ class RaftDriver:
             if addr is None:
                 raise CommandError(NO_LEADER)
             args = [b"RAFT.TRANSFER-LEADER"] + ([target.encode()] if target else [])
-            return self.forwarder.forward(addr, client.db, client.resp == 3, args)
+            # Not through the write forwarder: the leader change this causes
+            # would fail it in flight instead of passing the leader's OK on.
+            return self.admin_forwarder.forward(addr, client.db, client.resp == 3, args)
         if target is None:
             target = self._best_transfer_target()
             if target is None:
@@ -419,7 +425,9 @@ class RaftDriver:
         node = self.node
         if not self._transfer_waiters or node is None:
             return
-        if self.role is not Role.LEADER:
+        # The core's own role: the driver's copy lags until the next Ready is
+        # handled, and the core has stepped down (transfer done) before then.
+        if node.role is not Role.LEADER:
             waiters, self._transfer_waiters = self._transfer_waiters, []
             for reply in waiters:
                 self._resolve(reply, "OK")
