@@ -2,19 +2,21 @@
 
 Plain data, no behaviour: log entries, the durable hard state, the point a
 snapshot covers and the messages nodes exchange. The wire codec (`prez._core.wire`) and the WAL
-(`prez.storage`) encode exactly these fields.
+(`prez.storage`) encode exactly these fields. Also the cluster membership
+(`Membership`, with the byte encoding a CONFIG entry carries) and a requested
+change to it (`ConfChange`); the rules for changing it live in prez.raft.core.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class EntryKind(IntEnum):
     NORMAL = 0  # a client command for the state machine
     NOOP = 1  # appended by a new leader at the start of its term
-    CONFIG = 2  # a membership change (a later issue)
+    CONFIG = 2  # a membership change: data is the whole new Membership.encode()
 
 
 @dataclass(slots=True)
@@ -34,14 +36,79 @@ class HardState:
     commit: int = 0
 
 
+# A Membership's encoding: one line per member, sorted by name, the role
+# flag first. Sorted so that equal memberships encode to equal bytes.
+_VOTER_FLAG = b"v "
+_LEARNER_FLAG = b"l "
+
+
+@dataclass(slots=True, frozen=True)
+class Membership:
+    """A cluster configuration: the voters (who elect and form majorities)
+    and the learners (who receive the log and never vote). Names only; how
+    to reach a member is the driver's business (nodes.conf)."""
+
+    voters: frozenset[str]
+    learners: frozenset[str] = frozenset()
+
+    @property
+    def members(self) -> frozenset[str]:
+        return self.voters | self.learners
+
+    def encode(self) -> bytes:
+        """The data of a CONFIG entry (and of a snapshot's membership):
+        deterministic, so every node writes the same bytes for it."""
+        lines = [(name, _VOTER_FLAG) for name in self.voters]
+        lines += [(name, _LEARNER_FLAG) for name in self.learners]
+        return b"\n".join(flag + name.encode() for name, flag in sorted(lines))
+
+    @classmethod
+    def decode(cls, data: bytes) -> Membership:
+        voters: set[str] = set()
+        learners: set[str] = set()
+        for line in data.split(b"\n") if data else []:
+            flag, name = line[:2], line[2:].decode()
+            if not name or name in voters or name in learners:
+                raise ValueError(f"bad membership member {line!r}")
+            if flag == _VOTER_FLAG:
+                voters.add(name)
+            elif flag == _LEARNER_FLAG:
+                learners.add(name)
+            else:
+                raise ValueError(f"bad membership role in {line!r}")
+        return cls(frozenset(voters), frozenset(learners))
+
+
+class ConfChangeKind(StrEnum):
+    ADD_VOTER = "add_voter"
+    ADD_LEARNER = "add_learner"
+    PROMOTE = "promote"  # a learner becomes a voter
+    REMOVE = "remove"  # a voter or a learner leaves
+
+
+@dataclass(slots=True, frozen=True)
+class ConfChange:
+    """One single-server membership change (`RaftNode.propose_conf_change`)."""
+
+    kind: ConfChangeKind
+    name: str
+
+
 @dataclass(slots=True, frozen=True)
 class SnapshotMeta:
     """The point a state machine snapshot covers: every entry up to `index`,
     the one at `index` having `term`. Only the Raft metadata; the bytes are
-    the driver's (prez.storage)."""
+    the driver's (prez.storage).
+
+    `config` is the membership in effect at `index` (None: the bootstrap
+    membership of RaftConfig, for snapshots of clusters that never changed).
+    It does not take part in equality: by Log Matching, (index, term) alone
+    determines the log up to there, and so the membership.
+    """
 
     index: int
     term: int
+    config: Membership | None = field(default=None, compare=False)
 
 
 class MessageType(IntEnum):

@@ -24,6 +24,11 @@ contract):
 - Durable commit: an entry is on a majority's disks (as a log entry, or
   inside a durable snapshot) when it first commits, and stays so: checked
   again over the whole history at every crash and at the end of a run.
+  With membership changes the majority is one of the voters the committing
+  node counted (its membership in effect then), and removed nodes keep
+  their disks, so "stays so" means no committed entry is lost across a
+  change. Election Safety and Leader Completeness span every node ever
+  started, old and new configurations alike.
 - Commit index never decreases, except across a restart, which reloads it
   from the persisted hard state.
 - Term and vote never regress on disk; a vote once persisted for a term
@@ -89,12 +94,19 @@ class SafetyChecker:
         self.disks = disks
         self.leader_of_term: dict[int, str] = {}
         # history[i - 1] is the committed entry at index i; the committing
-        # leader's term is kept beside it for Leader Completeness.
+        # leader's term is kept beside it for Leader Completeness, and the
+        # voters whose majority it needed for the durability checks.
         self.history: list[Entry] = []
         self.committed_in_term: list[int] = []
+        self.committed_by_voters: list[frozenset[str]] = []
         self.entry_ids: dict[tuple[int, int], tuple[int, int, bytes]] = {}
         self.watch = {name: _NodeWatch() for name in names}
         self.current_leaders: dict[str, RaftNode] = {}
+
+    def add_node(self, name: str) -> None:
+        """Watch a node that joins the cluster (its disk must be in `disks`)."""
+        self.names.append(name)
+        self.watch[name] = _NodeWatch()
 
     # -- after every input to a node -----------------------------------------
 
@@ -194,9 +206,13 @@ class SafetyChecker:
                 continue
             if index != len(history) + 1:
                 raise InvariantViolation("commit gap", f"{node.name} at {index}")
-            self._check_durable_majority(entry)
+            voters = node.membership.voters
+            self._check_durable_majority(entry, voters)
             history.append(entry)
             self.committed_in_term.append(node.term)
+            if self.committed_by_voters and self.committed_by_voters[-1] == voters:
+                voters = self.committed_by_voters[-1]  # share one set per run
+            self.committed_by_voters.append(voters)
             for leader in self.current_leaders.values():
                 if leader.term > node.term:
                     held = leader.log.term_at(index)
@@ -207,28 +223,37 @@ class SafetyChecker:
                             f"{entry} just committed by {node.name} in term {node.term}",
                         )
 
-    def _check_durable_majority(self, entry: Entry) -> None:
+    def _check_durable_majority(self, entry: Entry, voters: frozenset[str]) -> None:
         on_disk = [
-            name for name, disk in self.disks.items() if _disk_holds(disk, entry)
+            name for name in sorted(voters) if _disk_holds(self.disks[name], entry)
         ]
-        if len(on_disk) < self.quorum:
+        if len(on_disk) < len(voters) // 2 + 1:
             raise InvariantViolation(
                 "durable commit",
-                f"{entry} committed while durable only on {on_disk}",
+                f"{entry} committed while durable only on {on_disk} of "
+                f"voters {sorted(voters)}",
             )
 
     def check_committed_durable(self) -> None:
         """Committed entries are never lost: every one of them is still on a
-        majority's disks, in a log or inside a snapshot."""
+        majority of the voters that committed it, in a log or a snapshot."""
         history = self.history
         # Most disks hold an unbroken prefix of the history; count those in
-        # bulk and look at single entries only past the shortest majority.
-        prefixes = sorted(
-            (_held_prefix(disk, history) for disk in self.disks.values()),
-            reverse=True,
-        )
-        for index in range(prefixes[self.quorum - 1] + 1, len(history) + 1):
-            self._check_durable_majority(history[index - 1])
+        # bulk and look at single entries only past the shortest majority
+        # (per run of entries committed by the same voters).
+        held = {name: _held_prefix(disk, history) for name, disk in self.disks.items()}
+        by_voters = self.committed_by_voters
+        start = 0
+        while start < len(history):
+            voters = by_voters[start]
+            stop = start
+            while stop < len(history) and by_voters[stop] is voters:
+                stop += 1
+            prefixes = sorted((held[name] for name in voters), reverse=True)
+            majority_holds = prefixes[len(voters) // 2]
+            for index in range(max(start, majority_holds) + 1, stop + 1):
+                self._check_durable_majority(history[index - 1], voters)
+            start = stop
 
     def check_state_machine(self, name: str, applied: Sequence[Entry]) -> None:
         """`name`'s whole state machine (restored prefix and applied entries)

@@ -22,7 +22,12 @@ Two harnesses over the real `prez.raft` core, no I/O and no wall clock:
   the simulated clock, unknown outcomes as such) must be linearizable
   (`prez.testing.linearizability`), every read request must be answered
   within two election timeouts, and after healing every node must serve a
-  read. `SafetyChecker` runs
+  read. With `membership=True` the leader also changes the membership at
+  random points (single-server changes: a fresh node joins as a learner
+  and is promoted once caught up, voters are removed, the leader among
+  them), growing 3 -> 5 and shrinking 5 -> 3, which replaces nodes along
+  the way; removed nodes keep running (and ticking) and must not disturb
+  anything. `SafetyChecker` runs
   after every step; after the chaos the faults stop and the cluster must
   elect a leader, commit a new entry and apply it everywhere, each within a
   bound. Same seed, same run.
@@ -50,11 +55,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prez.raft.core import NotLeader, RaftConfig, RaftNode, Ready, Role
+from prez.raft.core import (
+    ConfChangeRefused,
+    NotLeader,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Role,
+)
 from prez.raft.types import (
+    ConfChange,
+    ConfChangeKind,
     Entry,
     EntryKind,
     HardState,
+    Membership,
     Message,
     MessageType,
     ReadState,
@@ -114,15 +129,22 @@ def describe_message(msg: Message) -> str:
 
 @dataclass(frozen=True, eq=False)
 class SnapshotFile:
-    """A simulated state machine snapshot: the applied entries 1..index."""
+    """A simulated state machine snapshot: the applied entries 1..index,
+    and the membership in effect at index (as a real snapshot file records
+    it; None: the bootstrap one)."""
 
     index: int
     term: int
     entries: tuple[Entry, ...] = field(repr=False)
+    config: Membership | None = None
 
     @property
     def meta(self) -> SnapshotMeta:
-        return SnapshotMeta(self.index, self.term)
+        return SnapshotMeta(self.index, self.term, self.config)
+
+    def step_context(self) -> bytes:
+        """The context of the SNAPSHOT message a follower's driver steps in."""
+        return self.config.encode() if self.config is not None else b""
 
 
 class Disk:
@@ -189,10 +211,34 @@ class Disk:
         )
 
 
-def take_snapshot(state: list[Entry]) -> SnapshotFile:
-    """A snapshot of a state machine that applied `state` (indexes 1..n)."""
+def take_snapshot(
+    state: list[Entry], bootstrap: Membership | None = None
+) -> SnapshotFile:
+    """A snapshot of a state machine that applied `state` (indexes 1..n),
+    its membership derived from the applied CONFIG entries (independently of
+    the core, which the simulator checks against it)."""
     index = len(state)
-    return SnapshotFile(index, state[-1].term if state else 0, tuple(state))
+    return SnapshotFile(
+        index,
+        state[-1].term if state else 0,
+        tuple(state),
+        membership_after(state, bootstrap),
+    )
+
+
+def membership_after(
+    state: Iterable[Entry], bootstrap: Membership | None
+) -> Membership | None:
+    """The membership the last CONFIG entry of `state` sets, else `bootstrap`."""
+    config = bootstrap
+    for entry in state:
+        if entry.kind == EntryKind.CONFIG:
+            config = Membership.decode(entry.data)
+    return config
+
+
+def bootstrap_membership(config: RaftConfig) -> Membership:
+    return Membership(frozenset(config.peers), frozenset(config.learners))
 
 
 # -- the randomized simulation ------------------------------------------------
@@ -251,6 +297,14 @@ class SimParams:
     register_keys: int = 3
     lease_drift_ticks: int = 2
     transfer_rate: float = 0.0  # per tick: the leader hands over to a random peer
+    # Membership changes: per tick, the leader tries one (see
+    # Simulation._change_membership); a learner is promoted once its match
+    # is within `promote_lag` entries of the leader's commit index.
+    membership_rate: float = 0.0
+    leader_removal_share: float = 0.0  # of removals, this share removes the leader
+    promote_lag: int = 5
+    min_voters: int = 3
+    max_voters: int = 5
 
     @classmethod
     def draw(cls, rng: random.Random, nodes: int) -> SimParams:
@@ -303,6 +357,18 @@ class SimParams:
         # Shorter runs: the history check grows with the operations.
         self.chaos_ticks = min(self.chaos_ticks, rng.randrange(300, 600))
 
+    def draw_membership(self, rng: random.Random) -> None:
+        """Turn membership changes on (drawn separately, like the reads).
+
+        Always with PreVote: without it (and CheckQuorum) a removed node
+        that missed its removal raises the terms of lagging members by
+        campaigning, the disruption of thesis 4.2.3 that PreVote exists
+        to prevent."""
+        self.pre_vote = True
+        self.membership_rate = rng.choice([0.02, 0.05, 0.1])
+        self.leader_removal_share = rng.choice([0.2, 0.5])
+        self.promote_lag = rng.choice([0, 5, 50])
+
 
 @dataclass
 class SimNode:
@@ -327,6 +393,9 @@ class SimNode:
     waiting_reads: list[SimRead] = field(default_factory=list)
     # Register writes proposed here, by index, until applied or lost.
     writes: dict[int, SimWrite] = field(default_factory=dict)
+    # The membership the state machine started from: the restored
+    # snapshot's, else the bootstrap one; applied CONFIG entries follow it.
+    base_membership: Membership | None = None
 
 
 @dataclass
@@ -369,6 +438,12 @@ class SimReport:
     writes_acked: int = 0  # register writes acknowledged (applied by the proposer)
     transfers: int = 0  # leadership transfers started
     transfers_done: int = 0  # ... whose target became leader
+    learners_added: int = 0  # CONFIG entries proposed, by kind
+    promotions: int = 0
+    removals: int = 0
+    leader_removals: int = 0  # ... of those, a leader removing itself
+    conf_changes_committed: int = 0  # CONFIG entries in the committed history
+    final_voters: int = 0  # voters in the final membership
 
 
 class SimFailure(AssertionError):
@@ -395,6 +470,7 @@ class Simulation:
         trace_length: int = 40,
         snapshot_every: int = 0,
         read_mode: str = "",
+        membership: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -404,29 +480,23 @@ class Simulation:
                 params.draw_snapshots(self.rng, snapshot_every)
             if read_mode:
                 params.draw_reads(self.rng, read_mode)
+            if membership:
+                params.draw_membership(self.rng)
         self.params = params
         self.replay_hint = replay_hint
         self.trace_length = trace_length
         names = [f"n{i + 1}" for i in range(params.nodes)]
         self.names = names
+        self.bootstrap = list(names)  # every node's bootstrap voters
         self.members: dict[str, SimNode] = {}
         for name in names:
-            config = RaftConfig(
-                name=name,
-                peers=list(names),
-                election_ticks=params.election_ticks,
-                heartbeat_ticks=params.heartbeat_ticks,
-                max_append_bytes=params.max_append_bytes,
-                max_inflight=params.max_inflight,
-                pre_vote=params.pre_vote,
-                check_quorum=params.check_quorum,
-                read_mode="lease" if params.read_mode == "lease" else "linearizable",
-                lease_drift_ticks=params.lease_drift_ticks,
-            )
-            self.members[name] = SimNode(name, config)
-        self.checker = SafetyChecker(
-            names, {n: m.disk for n, m in self.members.items()}
-        )
+            self.members[name] = SimNode(name, self._raft_config(name))
+        self.disks = {n: m.disk for n, m in self.members.items()}
+        self.checker = SafetyChecker(names, self.disks)
+        self.learners_added = 0
+        self.promotions = 0
+        self.removals = 0
+        self.leader_removals = 0
         self.now = 0  # units
         self.tick_count = 0
         self.queue: list[tuple[int, int, int, Any]] = []
@@ -459,6 +529,22 @@ class Simulation:
         self.served_contexts: set[bytes] = set()
         for member in self.members.values():
             self._start(member)
+
+    def _raft_config(self, name: str, learner: bool = False) -> RaftConfig:
+        params = self.params
+        return RaftConfig(
+            name=name,
+            peers=list(self.bootstrap),
+            learners=[name] if learner else [],
+            election_ticks=params.election_ticks,
+            heartbeat_ticks=params.heartbeat_ticks,
+            max_append_bytes=params.max_append_bytes,
+            max_inflight=params.max_inflight,
+            pre_vote=params.pre_vote,
+            check_quorum=params.check_quorum,
+            read_mode="lease" if params.read_mode == "lease" else "linearizable",
+            lease_drift_ticks=params.lease_drift_ticks,
+        )
 
     # -- the run ------------------------------------------------------------------
 
@@ -501,6 +587,14 @@ class Simulation:
             writes_acked=self.writes_acked,
             transfers=self.transfers,
             transfers_done=self.transfers_done,
+            learners_added=self.learners_added,
+            promotions=self.promotions,
+            removals=self.removals,
+            leader_removals=self.leader_removals,
+            conf_changes_committed=sum(
+                1 for e in self.checker.history if e.kind == EntryKind.CONFIG
+            ),
+            final_voters=len(self._final_membership().voters),
         )
 
     def _failure_text(self, failure: BaseException) -> str:
@@ -575,6 +669,8 @@ class Simulation:
                 self._client_read()
             if params.transfer_rate and rng.random() < params.transfer_rate:
                 self._transfer_leadership()
+        if params.membership_rate and rng.random() < params.membership_rate:
+            self._change_membership()
 
     def _partition(self) -> None:
         rng = self.rng
@@ -625,6 +721,79 @@ class Simulation:
             self._record("propose", f"{member.name} index {index} term {node.term}")
         self._after_input(member)
         return accepted
+
+    # -- membership changes ------------------------------------------------------
+
+    def _change_membership(self) -> None:
+        """The operator asks the leader for one change: promote a learner
+        that caught up, else add a fresh node as a learner (towards
+        max_voters) or remove a voter (towards min_voters), sometimes the
+        leader itself. Names are never reused."""
+        params, rng = self.params, self.rng
+        leaders = [m for m in self.members.values() if self._is_leader(m)]
+        if not leaders:
+            return
+        member = rng.choice(leaders)
+        node = member.node
+        assert node is not None
+        membership = node.membership
+        voters = len(membership.voters)
+        if membership.learners:
+            learner = min(membership.learners)
+            progress = node.progress_of(learner)
+            if progress is None or progress.match + params.promote_lag < (
+                node.commit_index
+            ):
+                return  # not caught up yet: promoting it would stall commits
+            change = ConfChange(ConfChangeKind.PROMOTE, learner)
+        elif voters < params.max_voters and (
+            voters < params.min_voters or rng.random() < 0.5
+        ):
+            change = ConfChange(ConfChangeKind.ADD_LEARNER, f"n{len(self.members) + 1}")
+        elif voters > 1 and (voters > params.min_voters or rng.random() < 0.1):
+            if rng.random() < params.leader_removal_share:
+                victim = member.name
+            else:
+                victim = rng.choice(sorted(membership.voters - {member.name}))
+            change = ConfChange(ConfChangeKind.REMOVE, victim)
+        else:
+            return
+        try:
+            index = node.propose_conf_change(change)
+        except (NotLeader, ConfChangeRefused) as refused:
+            self._record("conf change refused", f"{member.name} {change}: {refused}")
+            return
+        self._record(
+            "conf change", f"{member.name} index {index} term {node.term} {change}"
+        )
+        if change.kind == ConfChangeKind.ADD_LEARNER:
+            self.learners_added += 1
+            self._add_member(change.name, beside=member.name)
+        elif change.kind == ConfChangeKind.PROMOTE:
+            self.promotions += 1
+        else:
+            self.removals += 1
+            self.leader_removals += change.name == member.name
+        self._after_input(member)
+
+    def _add_member(self, name: str, beside: str) -> None:
+        """A fresh node with an empty disk, started as a learner (the way a
+        joining server is), on the same side of a partition as `beside`."""
+        member = SimNode(name, self._raft_config(name, learner=True))
+        self.members[name] = member
+        self.names.append(name)
+        self.group[name] = self.group[beside]
+        self.disks[name] = member.disk
+        self.checker.add_node(name)
+        self._start(member)
+
+    def _final_membership(self) -> Membership:
+        """The membership of the newest leader (every node's last word if
+        there is none)."""
+        nodes = [m.node for m in self.members.values() if m.node is not None]
+        leaders = [n for n in nodes if n.role is Role.LEADER]
+        newest = max(leaders or nodes, key=lambda n: (n.term, n.last_index))
+        return newest.membership
 
     # -- clients: register reads and writes, leadership transfers -------------------
 
@@ -844,6 +1013,9 @@ class Simulation:
         )
         # The state machine restarts from the snapshot (the driver loads it).
         member.applied = list(disk.snapshot.entries) if disk.snapshot else []
+        member.base_membership = bootstrap_membership(member.config)
+        if disk.snapshot is not None and disk.snapshot.config is not None:
+            member.base_membership = disk.snapshot.config
         if disk.snapshot is not None:
             self.restarts_from_snapshot += 1
         member.writing = None
@@ -887,6 +1059,8 @@ class Simulation:
                 self.elections.add((soft.term, member.name))
                 if self.transfer_targets.get(member.name) == soft.term - 1:
                     self.transfers_done += 1
+        if rd.membership is not None:
+            self._record("membership", f"{member.name} {_describe(rd.membership)}")
         if rd.read_states:
             self._take_read_states(member, rd)
         self.checker.check_ready_entries(node, rd.entries)
@@ -939,6 +1113,8 @@ class Simulation:
         if installed is not None:
             self.checker.check_restore(name, installed)
             member.applied = list(installed.entries)
+            if installed.config is not None:
+                member.base_membership = installed.config
         self.checker.check_apply(name, rd.committed_entries)
         member.applied.extend(rd.committed_entries)
         if member.writes:
@@ -962,7 +1138,7 @@ class Simulation:
             or len(member.applied) - member.disk.offset < every
         ):
             return
-        snapshot = take_snapshot(member.applied)
+        snapshot = take_snapshot(member.applied, member.base_membership)
         self.checker.check_snapshot(member.name, snapshot)
         member.snapshotting = True
         delay = self.rng.randint(0, self.params.max_snapshot_delay)
@@ -985,6 +1161,17 @@ class Simulation:
             self.snapshots_taken += 1
             self._record("snapshot", f"{name} at {snapshot.index}/{snapshot.term}")
             node.compact(snapshot.index)
+            compacted = node.snapshot
+            if (
+                compacted is not None
+                and compacted.index == snapshot.index
+                and compacted.config != snapshot.config
+            ):
+                raise InvariantViolation(
+                    "snapshot membership",
+                    f"{name} compacted to {snapshot.index} with membership "
+                    f"{compacted.config}, its applied entries say {snapshot.config}",
+                )
 
     def _newest_file(self, member: SimNode) -> SnapshotFile | None:
         files = list(member.incoming.values())
@@ -1041,6 +1228,7 @@ class Simulation:
             msg.dst,
             index=file.index,
             log_term=file.term,
+            context=file.step_context(),
         )
         self._record("deliver", stepped)
         before = node.snapshot
@@ -1171,9 +1359,11 @@ class Simulation:
                         committed_marker = scanned + 1
                         committed_at = self.tick_count
                     scanned += 1
+            # Removed nodes (and learners whose addition was lost) are no
+            # longer fed by the leader: only the members must catch up.
             if committed_marker and all(
-                watch.applied >= committed_marker
-                for watch in self.checker.watch.values()
+                self.checker.watch[name].applied >= committed_marker
+                for name in self._final_membership().members
             ):
                 return (
                     elected_at - healed_at,
@@ -1189,6 +1379,13 @@ class Simulation:
             if m.node is not None
         )
         raise InvariantViolation("liveness", f"{what} of healing ({states})")
+
+
+def _describe(membership: Membership) -> str:
+    text = "voters " + ",".join(sorted(membership.voters))
+    if membership.learners:
+        text += " learners " + ",".join(sorted(membership.learners))
+    return text
 
 
 def run_seed(seed: int, replay_hint: str = "", **kwargs: Any) -> SimReport:
@@ -1228,6 +1425,8 @@ class Network:
         # Every ReadState each node handed out, in order.
         self.read_states: dict[str, list[ReadState]] = {name: [] for name in self.names}
         self.checker = SafetyChecker(self.names, self.disks)
+        self.configure = configure
+        self.bootstrap = list(self.names)
         self.cut: set[frozenset[str]] = set()
         self.isolated: set[str] = set()
         self.dropped_types: set[int] = set()
@@ -1266,6 +1465,21 @@ class Network:
             self.checker.on_restart(node, disk)
         return node
 
+    def add(self, name: str) -> RaftNode:
+        """Start a fresh node, empty disk, as a joining learner (bootstrap
+        voters as the others', itself a learner): the leader's
+        propose_conf_change makes it a member."""
+        config = RaftConfig(name=name, peers=list(self.bootstrap), learners=[name])
+        if self.configure is not None:
+            self.configure(config)
+        self.names.append(name)
+        self.configs[name] = config
+        self.disks[name] = Disk()
+        self.applied[name] = []
+        self.read_states[name] = []
+        self.checker.add_node(name)
+        return self.start(name)
+
     def crash(self, name: str) -> None:
         """Stop a node: unflushed output is lost, its disk stays."""
         del self.nodes[name]
@@ -1276,7 +1490,10 @@ class Network:
         """Snapshot `name`'s state machine at `index` (default: all it
         applied), durably, and compact its log there."""
         state = self.applied[name]
-        snapshot = take_snapshot(state if index is None else state[:index])
+        snapshot = take_snapshot(
+            state if index is None else state[:index],
+            bootstrap_membership(self.configs[name]),
+        )
         self.checker.check_snapshot(name, snapshot)
         self.disks[name].compact(snapshot)
         self.nodes[name].compact(snapshot.index)
@@ -1361,6 +1578,7 @@ class Network:
                 msg.dst,
                 index=file.index,
                 log_term=file.term,
+                context=file.step_context(),
             )
         )
         if node.snapshot == file.meta and before != file.meta:
