@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from prez.testing.kvrunner import Runner
 from prez.testing.procs import HOST, ServerProcess
 
 
@@ -46,3 +47,9 @@ def r3(prez_server: ServerProcess) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def run() -> Runner:
+    """Commands against a fresh in-memory store (no server)."""
+    return Runner()

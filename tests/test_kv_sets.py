@@ -17,39 +17,9 @@ import pytest
 import redis
 
 from prez._core.resp_py import encode
-from prez.errors import CommandError
-from prez.kv import KVStore, execute
+from prez.errors import WRONGTYPE
+from prez.testing.kvrunner import Runner
 
-
-class Runner:
-    """Runs commands against a fresh in-memory store."""
-
-    def __init__(self) -> None:
-        self.store = KVStore()
-
-    @property
-    def db(self) -> Any:
-        return self.store.dbs[0]
-
-    def __call__(self, *args: object, now: int = 1_000) -> Any:
-        return execute(self.store, 0, [_arg(a) for a in args], now)
-
-    def error(self, *args: object, now: int = 1_000) -> str:
-        with pytest.raises(CommandError) as info:
-            self(*args, now=now)
-        return info.value.message
-
-
-def _arg(value: object) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
-@pytest.fixture
-def run() -> Runner:
-    return Runner()
-
-
-WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 SYNTAX = "ERR syntax error"
 MUST_BE_POSITIVE = "ERR value is out of range, must be positive"
 

@@ -77,20 +77,18 @@ def command(
     """Declare a command; decorates its handler and registers it in `table`."""
 
     def register(handler: Handler) -> Handler:
-        target = COMMANDS if table is None else table
-        if name in target:
-            raise ValueError(f"command {name!r} declared twice")
-        target[name] = CommandSpec(
-            name=name,
-            arity=arity,
-            flags=frozenset(flags.split()),
-            first_key=first_key,
-            last_key=last_key,
-            key_step=key_step,
-            handler=handler,
+        declare(
+            name,
+            arity,
+            flags,
+            first_key,
+            last_key,
+            key_step,
             group=group,
             summary=summary,
             since=since,
+            table=COMMANDS if table is None else table,
+            handler=handler,
         )
         return handler
 
@@ -109,8 +107,12 @@ def declare(
     summary: str = "",
     since: str = "1.0.0",
     table: dict[str, CommandSpec],
+    handler: Handler | None = None,
 ) -> CommandSpec:
-    """Declare a command whose behaviour lives outside kv (handler=None)."""
+    """Declare a command in `table`; `handler` None when its behaviour lives
+    outside kv (connection and server commands)."""
+    if name in table:
+        raise ValueError(f"command {name!r} declared twice")
     spec = CommandSpec(
         name=name,
         arity=arity,
@@ -118,12 +120,10 @@ def declare(
         first_key=first_key,
         last_key=last_key,
         key_step=key_step,
-        handler=None,
+        handler=handler,
         group=group,
         summary=summary,
         since=since,
     )
-    if name in table:
-        raise ValueError(f"command {name!r} declared twice")
     table[name] = spec
     return spec
