@@ -164,6 +164,9 @@ def timed_restart(
         what=f"the restarted node to apply index {target}",
     )
     applied = time.perf_counter() - started
+    # Reads are linearizable: they need a leader to confirm them, which a
+    # node that has applied its snapshot and log may not have yet.
+    cluster.leader(timeout=timeout)
     with cluster.client(node) as c:
         assert c.dbsize() == keys
         assert c.get(key(0)) == value(0)
