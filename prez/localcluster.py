@@ -3,13 +3,19 @@
     prez-cluster start [N]   # N nodes (default 3) in ./cluster/9000, 9001, ...
     prez-cluster stop
     prez-cluster status
+    prez-cluster add          # one more node, joining through cluster-join
+    prez-cluster remove NODE  # RAFT.NODE REMOVE (name or port), then stop it
 
 Each node gets a directory with its prez.conf (name node-9000, port 9000,
 cluster-port 10000, ...) and a nodes.conf listing every member, and is
 started in the background as `prez-server ./prez.conf` from that
 directory, logging to prez.log. `start` returns once a leader is elected.
-Talks to the nodes over plain sockets (INFO raft), so it needs nothing but
-the standard library.
+`add` makes the next port's directory with a prez.conf holding
+`cluster-join` (no nodes.conf: the node asks to be added as a learner and is
+promoted once caught up) and returns once it is a voter; `remove` asks the
+cluster to remove a node, stops it and moves its directory under removed/.
+Talks to the nodes over plain sockets (INFO raft, RESP commands), so it
+needs nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 
@@ -54,6 +61,60 @@ def info(port: int, section: str = "raft", timeout: float = 1.0) -> dict[str, st
             key, _, value = line.partition(":")
             fields[key] = value
     return fields
+
+
+class ReplyError(Exception):
+    """An error reply from a node."""
+
+
+def _read_reply(f: Any) -> Any:
+    line = f.readline()
+    if not line:
+        raise OSError("connection closed")
+    kind, body = line[:1], line[1:-2]
+    if kind == b"+":
+        return body.decode()
+    if kind == b"-":
+        return ReplyError(body.decode())
+    if kind == b":":
+        return int(body)
+    if kind == b"$":
+        size = int(body)
+        return None if size < 0 else f.read(size + 2)[:-2]
+    if kind == b"*":
+        count = int(body)
+        return None if count < 0 else [_read_reply(f) for _ in range(count)]
+    raise OSError(f"unexpected reply {line!r}")
+
+
+def call(port: int, *args: str, timeout: float = 30.0) -> Any:
+    """One command to the node on port; an error reply is returned as ReplyError."""
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(b"".join(out))
+        with s.makefile("rb") as f:
+            return _read_reply(f)
+
+
+def members(port: int) -> dict[str, dict[str, str]]:
+    """RAFT.NODES of the node on port: name -> fields (empty if it is down)."""
+    try:
+        rows = call(port, "RAFT.NODES", timeout=2.0)
+    except OSError:
+        return {}
+    if not isinstance(rows, list):
+        return {}
+    result = {}
+    for row in rows:
+        fields = {
+            k.decode(): v.decode() if isinstance(v, bytes) else str(v)
+            for k, v in zip(row[::2], row[1::2], strict=False)
+        }
+        result[fields["name"]] = fields
+    return result
 
 
 def node_dirs(root: Path) -> list[Path]:
@@ -102,31 +163,109 @@ def write_node_files(
         (directory / "nodes.conf").write_text(nodes_conf)
 
 
+def spawn(directory: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prez", "./prez.conf"],
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+        stdout=open(directory / "prez.out", "ab"),  # noqa: SIM115 - owned by the child
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    (directory / "prez.pid").write_text(f"{proc.pid}\n")
+
+
+def add(root: Path, wait: float) -> int:
+    dirs = node_dirs(root)
+    live = [d for d in dirs if pid_of(d) is not None]
+    if not live:
+        print(f"no node running under {root}; 'prez-cluster start' first")
+        return 1
+    port = max(read_port(d) for d in dirs) + 1
+    bus = max(read_port(d, "cluster-port") for d in dirs) + 1
+    through = read_port(live[0])
+    timeout_line = next(
+        (
+            line
+            for line in (live[0] / "prez.conf").read_text().splitlines()
+            if line.startswith("cluster-node-timeout ")
+        ),
+        "cluster-node-timeout 1000",
+    )
+    name = f"node-{port}"
+    directory = root / str(port)
+    directory.mkdir(parents=True)
+    (directory / "prez.conf").write_text(
+        f"name {name}\nport {port}\ncluster-port {bus}\n"
+        f"cluster-config-file nodes.conf\n{timeout_line}\n"
+        f"cluster-join {HOST}:{through}\nloglevel notice\nlogfile prez.log\n"
+    )
+    spawn(directory)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if members(through).get(name, {}).get("role") == "voter":
+            print(f"{name} (port {port}) joined the cluster as a voter")
+            return 0
+        if pid_of(directory) is None:
+            print(f"{name}: prez-server exited; see {directory / 'prez.log'}")
+            return 1
+        time.sleep(0.1)
+    print(
+        f"{name} did not become a voter within {wait:.0f}s; see {directory / 'prez.log'}"
+    )
+    return 1
+
+
+def remove(root: Path, which: str) -> int:
+    dirs = node_dirs(root)
+    target = next(
+        (d for d in dirs if d.name == which or f"node-{d.name}" == which), None
+    )
+    if target is None:
+        print(f"no node {which} under {root}")
+        return 1
+    name = f"node-{target.name}"
+    for line in (target / "prez.conf").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "name":
+            name = parts[1]
+    others = [d for d in dirs if d != target and pid_of(d) is not None]
+    if not others:
+        print("no other node running to ask")
+        return 1
+    reply = call(read_port(others[0]), "RAFT.NODE", "REMOVE", name)
+    if isinstance(reply, ReplyError):
+        print(f"refused: {reply}")
+        return 1
+    pid = pid_of(target)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and pid_of(target) is not None:
+            time.sleep(0.05)
+    (root / "removed").mkdir(exist_ok=True)
+    target.rename(root / "removed" / f"{target.name}-{int(time.time())}")
+    print(f"{name} removed from the cluster and stopped")
+    return 0
+
+
 def start(
     root: Path, count: int, base_port: int, bus_base: int, timeout_ms: int, wait: float
 ) -> int:
     dirs = node_dirs(root)
-    if dirs and len(dirs) != count:
+    if count and dirs and len(dirs) != count:
         print(
             f"{root} already holds a {len(dirs)}-node cluster; 'prez-cluster stop' and remove it first"
         )
         return 1
     if not dirs:
-        write_node_files(root, count, base_port, bus_base, timeout_ms)
+        write_node_files(root, count or 3, base_port, bus_base, timeout_ms)
         dirs = node_dirs(root)
     for directory in dirs:
         if pid_of(directory) is not None:
             print(f"{directory.name}: already running")
             continue
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prez", "./prez.conf"],
-            cwd=directory,
-            stdin=subprocess.DEVNULL,
-            stdout=open(directory / "prez.out", "ab"),  # noqa: SIM115 - owned by the child
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        (directory / "prez.pid").write_text(f"{proc.pid}\n")
+        spawn(directory)
     ports = [read_port(d) for d in dirs]
     deadline = time.monotonic() + wait
     leader = None
@@ -230,7 +369,8 @@ def main(argv: list[str]) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="create (if needed) and start the nodes")
-    p_start.add_argument("nodes", nargs="?", type=int, default=3)
+    # Default: the existing nodes, or 3 for a new cluster.
+    p_start.add_argument("nodes", nargs="?", type=int, default=0)
     p_start.add_argument("--port", type=int, default=9000, help="first client port")
     p_start.add_argument(
         "--cluster-port", type=int, default=10000, help="first cluster-bus port"
@@ -242,15 +382,25 @@ def main(argv: list[str]) -> int:
         "--wait", type=float, default=30.0, help="seconds to wait for a leader"
     )
     sub.add_parser("stop", help="stop every node (SIGTERM)")
+    p_add = sub.add_parser("add", help="start one more node that joins the cluster")
+    p_add.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait until it votes"
+    )
+    p_remove = sub.add_parser("remove", help="remove a node (name or port) and stop it")
+    p_remove.add_argument("node")
     sub.add_parser("status", help="role, term, commit and applied index of every node")
     args = parser.parse_args(argv)
     root = Path(args.dir).resolve()
     if args.command == "start":
-        if args.nodes < 1:
+        if args.nodes < 0:
             parser.error("a cluster needs at least one node")
         return start(
             root, args.nodes, args.port, args.cluster_port, args.node_timeout, args.wait
         )
     if args.command == "stop":
         return stop(root)
+    if args.command == "add":
+        return add(root, args.wait)
+    if args.command == "remove":
+        return remove(root, args.node)
     return status(root)

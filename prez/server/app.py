@@ -72,11 +72,15 @@ class Server:
         self.lookup, self.commands = build_table(kv.COMMANDS, SERVER_COMMANDS, HANDLERS)
         self.exit_code = 0
         nodes_file = config["cluster-config-file"]
-        self.clustered = os.path.exists(nodes_file)
+        # A node with cluster-join and no nodes.conf yet joins a running cluster.
+        has_nodes_file = os.path.exists(nodes_file)
+        self.clustered = has_nodes_file or bool(config["cluster-join"])
         if self.clustered:
             from prez.server.raftdriver import RaftDriver, load_members
 
-            self.driver: Any = RaftDriver(self, load_members(nodes_file))
+            self.driver: Any = RaftDriver(
+                self, load_members(nodes_file) if has_nodes_file else {}
+            )
         else:
             self.driver = LocalDriver(self.store, self.commands, self.count_expired)
         self.clients: dict[int, ClientConnection] = {}

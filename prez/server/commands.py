@@ -471,6 +471,41 @@ def raft_transfer_leader(conn: ClientConnection, args: list[bytes]) -> Any:
 
 
 @server_command(
+    "raft.node",
+    -2,
+    "admin noscript",
+    group="server",
+    summary="Changes the membership: ADD <name> <host:cluster-port> [LEARNER] [REUSE], "
+    "REMOVE <name>, PROMOTE <name>; BOOTSTRAP lists the bootstrap membership.",
+    since="0.1.0",
+)
+def raft_node(conn: ClientConnection, args: list[bytes]) -> Any:
+    server = conn.server
+    if not server.clustered:
+        raise CommandError("ERR This instance has cluster support disabled")
+    sub = args[1].lower()
+    if sub != b"bootstrap" and len(args) < 3:
+        raise wrong_arity("raft.node")
+    return server.driver.node_command(conn, args)
+
+
+@server_command(
+    "raft.nodes",
+    1,
+    "admin noscript",
+    group="server",
+    summary="Lists the members: name, address, role (voter or learner), leader, "
+    "match index and last contact.",
+    since="0.1.0",
+)
+def raft_nodes(conn: ClientConnection, args: list[bytes]) -> Any:
+    server = conn.server
+    if not server.clustered:
+        raise CommandError("ERR This instance has cluster support disabled")
+    return server.driver.nodes_reply()
+
+
+@server_command(
     "role",
     1,
     "fast stale noscript",

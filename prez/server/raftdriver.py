@@ -14,6 +14,26 @@ A write on a follower is forwarded to the leader (default), or answered with
 a redirect (`follower-writes ask|moved`). When this node stops being leader
 every write still waiting is answered at once with an outcome-unknown error.
 Reads are served from this node's applied state.
+
+Membership (issue 5; the rules are the core's, see prez/raft/core.py): the
+driver keeps the bootstrap membership durable (`raft/bootstrap`, written
+once), follows `rd.membership` (dial new members, drop removed ones,
+rewrite nodes.conf atomically once the Ready is durable), and keeps the
+member registry (prez.storage.members): the core's CONFIG entries carry
+names only, so RAFT.NODE ADD first replicates the new member's address as an
+internal NORMAL entry `prez.member-addr NAME HOST:PORT voter|learner
+[reuse]`, applied by every node into its registry, and only then proposes
+the CONFIG entry. Being in the log, the address reaches every member (and a
+later leader) in the same order as the change itself, and a snapshot records
+the registry with the membership. A new member always enters as a learner;
+`voter` in that entry asks the leader to promote it once its log is within
+PROMOTE_LAG entries of the commit index (RAFT.NODE ADD without LEARNER, and
+cluster-join). A name that left the membership is remembered as removed and
+RAFT.NODE ADD refuses it unless the command says REUSE (the explicit
+re-admission: the operator vouches that the node's old identity may come
+back). A node started with `cluster-join` and no nodes.conf asks a member
+for the bootstrap membership and the current members, starts as a learner,
+and asks for RAFT.NODE ADD of itself; it writes nodes.conf once added.
 """
 
 from __future__ import annotations
@@ -28,14 +48,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from prez._core.entry import decode_command, encode_command
+from prez.config import read_nodes_file
 from prez.errors import (
     NO_LEADER,
     OUTCOME_UNKNOWN,
     CommandError,
+    ConfigError,
     ProtocolError,
     StorageError,
+    wrong_arity,
 )
 from prez.raft.core import (
+    ConfChangeInProgress,
+    ConfChangeRefused,
     LeadershipTransferring,
     NotLeader,
     RaftConfig,
@@ -45,8 +70,11 @@ from prez.raft.core import (
     Role,
 )
 from prez.raft.types import (
+    ConfChange,
+    ConfChangeKind,
     Entry,
     EntryKind,
+    Membership,
     Message,
     MessageType,
     ReadState,
@@ -58,6 +86,15 @@ from prez.server.forward import Forwarder
 from prez.server.logging import DEBUG, log
 from prez.server.peer import PeerBus
 from prez.server.snapshots import SnapshotManager
+from prez.storage.members import (
+    MemberRegistry,
+    decode_members,
+    read_bootstrap,
+    render_nodes_conf,
+    split_addr,
+    write_atomically,
+    write_bootstrap,
+)
 from prez.storage.wal import WAL
 
 if TYPE_CHECKING:
@@ -74,6 +111,18 @@ ReadRequest = tuple["CommandEntry", int, list[bytes], Deferred]
 # The largest write the log takes: one entry must fit in one cluster-bus frame
 # (prez._core.wire.DEFAULT_MAX_FRAME_SIZE, 64 MiB) with room for the headers.
 MAX_ENTRY_BYTES = 60 * 1024 * 1024
+# The internal entry that replicates a new member's address (see above).
+MEMBER_ADDR = b"prez.member-addr"
+# A learner to be promoted becomes a voter once its match index is within
+# this many entries of the leader's commit index: close enough that its
+# first votes and acks do not wait on a long catch-up.
+PROMOTE_LAG = 64
+MEMBERSHIP_IN_PROGRESS = (
+    "ERR a membership change is in progress; retry once it has committed"
+)
+# How long a joining node keeps asking to be added (the cluster may be
+# electing, or busy with another change).
+JOIN_TIMEOUT = 60.0
 
 
 class RaftDriver:
@@ -90,23 +139,14 @@ class RaftDriver:
         self.store: KVStore = server.store
         self.config = config
         self.name: str = config["name"]
-        if self.name not in members:
-            raise StorageError(
-                f"this node's name '{self.name}' is not listed in {config['cluster-config-file']}"
-            )
-        self.members = members
+        self.nodes_file: str = config["cluster-config-file"]
+        self.join_addr: str = config["cluster-join"]
+        self.own_addr = f"{config['bind'][0]}:{config['cluster-port']}"
+        # A node with cluster-join and no nodes.conf has not joined yet.
+        self.joining = bool(self.join_addr) and not members
         timeout_ms = config["cluster-node-timeout"]
         heartbeat_ms = config["cluster-heartbeat-interval"] or max(1, timeout_ms // 10)
         self.tick_seconds = heartbeat_ms / 1000
-        self.raft_config = RaftConfig(
-            name=self.name,
-            peers=list(members),
-            election_ticks=max(3, round(timeout_ms / heartbeat_ms)),
-            heartbeat_ticks=1,
-            # Stale reads never reach the core; the core confirms the others.
-            read_mode="lease" if config["read-mode"] == "lease" else "linearizable",
-        )
-        self.core_read_mode = self.raft_config.read_mode
         # Segments a quarter of the compaction threshold: compaction deletes
         # whole segments, so smaller ones keep the log close to the threshold.
         segment_bytes = min(
@@ -115,13 +155,54 @@ class RaftDriver:
         self.wal = WAL(
             config["dir"], fsync=config["raft-log-fsync"], segment_bytes=segment_bytes
         )
+        # The registry as of the applied index (replicated state), plus the
+        # addresses nodes.conf lists (hints until the log is re-applied).
+        self.registry = MemberRegistry()
+        self.bootstrap: Membership | None = None
+        self._bootstrap_to_write = False
+        found = read_bootstrap(self.wal.raft_dir)
+        if found is not None:
+            self.bootstrap, self.registry = found
+        elif not self.joining:
+            if self.name not in members:
+                raise StorageError(
+                    f"this node's name '{self.name}' is not listed in {self.nodes_file}"
+                )
+            # First start (or first start of a version that keeps it): the
+            # voters of this nodes.conf are the bootstrap membership for good.
+            self.bootstrap = Membership(frozenset(members))
+            self._bootstrap_to_write = True
+        for name, (host, port) in members.items():
+            self.registry.addrs[name] = f"{host}:{port}"
+        self.registry.addrs[self.name] = self.own_addr
+        # The current members and their addresses (INFO, ROLE, transfer).
+        self.members: dict[str, tuple[str, int]] = dict(members) or {
+            self.name: split_addr(self.own_addr)
+        }
+        self._applied_membership: Membership | None = None
+        # Applied-index waiters of membership changes: index -> (term, future).
+        self._apply_waiters: dict[int, tuple[int, asyncio.Future[bool]]] = {}
+        self._change_busy = False
+        self.raft_config = RaftConfig(
+            name=self.name,
+            peers=sorted(self.bootstrap.voters) if self.bootstrap else [self.name],
+            election_ticks=max(3, round(timeout_ms / heartbeat_ms)),
+            heartbeat_ticks=1,
+            # Stale reads never reach the core; the core confirms the others.
+            read_mode="lease" if config["read-mode"] == "lease" else "linearizable",
+        )
+        self.core_read_mode = self.raft_config.read_mode
         self.node: RaftNode | None = None
         host = config["bind"][0]
         self.client_addr = f"{host}:{config['port']}"
         # Outbound connections leave from this node's own address, so that a
         # node is one address on the network (partition tests rely on it).
         self.bus = PeerBus(
-            self.name, self.client_addr, members, self._on_message, source_host=host
+            self.name,
+            self.client_addr,
+            self.members,
+            self._on_message,
+            source_host=host,
         )
         self.forwarder = Forwarder(password=config["requirepass"], source_host=host)
         self.admin_forwarder = Forwarder(
@@ -167,13 +248,24 @@ class RaftDriver:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.joining:
+            await self._fetch_join_info()
+        elif self._bootstrap_to_write:
+            assert self.bootstrap is not None
+            write_bootstrap(self.wal.raft_dir, self.bootstrap, self.registry)
+        bootstrap = self.bootstrap
+        assert bootstrap is not None
+        self.raft_config.peers = sorted(bootstrap.voters)
+        self.raft_config.learners = sorted(bootstrap.learners)
+        self._applied_membership = self._cluster_bootstrap()
         restored = self.snapshots.restore(self.store)
         hard_state, entries = self.wal.open()
         for warning in self.wal.recovery_warnings:
             log.warning(warning)
         snapshot = None
         if restored is not None:
-            snapshot = SnapshotMeta(restored.index, restored.term)
+            config = self._adopt_snapshot_registry(restored.members)
+            snapshot = SnapshotMeta(restored.index, restored.term, config)
             entries = [e for e in entries if e.index > restored.index]
             self.applied = restored.index
             self.bytes_since_snapshot = 0
@@ -201,12 +293,14 @@ class RaftDriver:
             f"(last index {entries[-1].index if entries else 0}), members: "
             + ", ".join(f"{n} {h}:{p}" for n, (h, p) in self.members.items())
         )
-        host, port = self.members[self.name]
         await self.bus.start(self.config["bind"][0], self.config["cluster-port"])
+        self._adopt_membership(self.node.membership)
         self._wakeup = asyncio.Event()
         self._tasks.append(loop.create_task(self._ready_loop()))
         self._tasks.append(loop.create_task(self._ticker()))
         self._wakeup.set()
+        if self.joining:
+            await self._join()
 
     async def close(self) -> None:
         self._closing = True
@@ -398,8 +492,10 @@ class RaftDriver:
                 raise CommandError("ERR no other member to hand leadership to")
         if target == self.name:
             raise CommandError("ERR this node is the leader already")
-        if target not in self.members:
+        if target not in node.membership.members:
             raise CommandError(f"ERR no member named '{target}'")
+        if target not in node.membership.voters:
+            raise CommandError(f"ERR '{target}' is a learner: it cannot lead")
         node.transfer_leader(target)
         self._kick()
         log.notice(f"Handing leadership to {target}")
@@ -411,7 +507,7 @@ class RaftDriver:
         node = self.node
         assert node is not None
         best, best_match = None, -1
-        for name in self.members:
+        for name in node.membership.voters:
             if name == self.name or not self.bus.connected(name):
                 continue
             progress = node.progress_of(name)
@@ -459,6 +555,477 @@ class RaftDriver:
             log.warning(
                 f"Leadership was not taken over by {target}; shutting down anyway"
             )
+
+    # -- membership ------------------------------------------------------------
+
+    def _adopt_snapshot_registry(self, lines: list[str]) -> Membership | None:
+        """A snapshot's member lines become the registry (as of its index);
+        returns its membership (None: the bootstrap one)."""
+        try:
+            membership, registry = decode_members(lines)
+        except ValueError as e:
+            log.warning(f"Snapshot member list not understood ({e}); ignored")
+            return None
+        if membership is None:  # an old snapshot: addresses only
+            self.registry.addrs.update(registry.addrs)
+        else:
+            self.registry = registry
+        self.registry.addrs[self.name] = self.own_addr
+        self._applied_membership = membership or self._cluster_bootstrap()
+        return membership
+
+    def _cluster_bootstrap(self) -> Membership:
+        """The cluster's bootstrap membership: a joining node's own bootstrap
+        also names itself as a learner, which the rest of the cluster's
+        does not (so replaying the log must not count it as removed)."""
+        bootstrap = self.bootstrap
+        assert bootstrap is not None
+        if self.name in bootstrap.learners:
+            return Membership(bootstrap.voters, bootstrap.learners - {self.name})
+        return bootstrap
+
+    def _adopt_membership(self, membership: Membership) -> None:
+        """The membership in effect changed (durably): members, bus, nodes.conf."""
+        addrs = self.registry.addrs
+        self.members = {
+            name: split_addr(addrs[name])
+            for name in sorted(membership.members)
+            if name in addrs
+        }
+        self._sync_bus()
+        if self.joining:
+            return  # nodes.conf is written once this node has joined
+        wanted = {name: addrs[name] for name in membership.members if name in addrs}
+        try:
+            listed = {
+                name: f"{host}:{port}"
+                for name, host, port in read_nodes_file(self.nodes_file)
+            }
+        except ConfigError:
+            listed = {}
+        if listed == wanted and not membership.learners:
+            return  # the operator's file says it already: leave it as written
+        text = render_nodes_conf(membership, addrs)
+        try:
+            write_atomically(self.nodes_file, text, fsync=self.wal.fsync)
+        except OSError as e:
+            log.warning(f"Rewriting {self.nodes_file} failed: {e}")
+            return
+        log.notice(
+            f"Membership: voters {' '.join(sorted(membership.voters))}"
+            + (
+                f", learners {' '.join(sorted(membership.learners))}"
+                if membership.learners
+                else ""
+            )
+            + f"; {self.nodes_file} rewritten"
+        )
+
+    def _sync_bus(self) -> None:
+        """Connect to the members in effect and to every name with a known
+        address that was never removed: a node replaying old log entries may
+        be in an older membership than the leader that feeds it. A removed
+        name is dropped, so its HELLO is refused from then on."""
+        node = self.node
+        registry = self.registry
+        names = set(node.membership.members) if node is not None else set()
+        names |= registry.addrs.keys() - registry.removed
+        names.discard(self.name)
+        bus_members = {
+            name: split_addr(registry.addrs[name])
+            for name in names
+            if name in registry.addrs and registry.addrs[name] != "?:0"
+        }
+        bus_members[self.name] = split_addr(self.own_addr)
+        self.bus.set_members(bus_members)
+
+    def _apply_member_addr(self, args: list[bytes]) -> str:
+        if len(args) < 4:
+            raise CommandError("ERR malformed prez.member-addr entry")
+        name, addr, role = args[1].decode(), args[2].decode(), args[3]
+        registry = self.registry
+        registry.addrs[name] = addr
+        if role == b"voter":
+            registry.promote.add(name)
+        else:
+            registry.promote.discard(name)
+        if b"reuse" in args[4:]:
+            registry.removed.discard(name)
+        if self.node is not None:
+            self._sync_bus()
+        return "OK"
+
+    def _apply_config(self, entry: Entry) -> None:
+        new = Membership.decode(entry.data)
+        old = self._applied_membership or new
+        left = old.members - new.members
+        registry = self.registry
+        registry.removed |= left
+        registry.promote -= left | new.voters
+        self._applied_membership = new
+        if self.name in left:
+            log.notice(
+                "This node was removed from the cluster; it takes no further part"
+            )
+        if left:
+            self._sync_bus()
+
+    def bootstrap_lines(self) -> list[bytes]:
+        """RAFT.NODE BOOTSTRAP: what a joining node needs to start as a learner."""
+        assert self.bootstrap is not None
+        return [
+            line.encode()
+            for line in MemberRegistry(self.registry.addrs).encode(self.bootstrap)
+        ]
+
+    def nodes_reply(self) -> list[list[Any]]:
+        """RAFT.NODES: every member with its role, match index and last contact."""
+        node = self.node
+        assert node is not None
+        membership = node.membership
+        now = time.monotonic()
+        rows = []
+        for name in sorted(membership.members):
+            if name == self.name:
+                match = node.last_index
+                contact = 0
+            else:
+                progress = node.progress_of(name) if self.role is Role.LEADER else None
+                match = progress.match if progress is not None else -1
+                seen = self.last_contact.get(name)
+                contact = int((now - seen) * 1000) if seen is not None else -1
+            rows.append(
+                [
+                    b"name",
+                    name.encode(),
+                    b"addr",
+                    self.registry.addrs.get(name, "?:0").encode(),
+                    b"role",
+                    b"voter" if name in membership.voters else b"learner",
+                    b"leader",
+                    int(name == self.leader),
+                    b"match_index",
+                    match,
+                    b"last_contact_ms",
+                    contact,
+                ]
+            )
+        return rows
+
+    def _heard_recently(self, name: str) -> bool:
+        if name == self.name:
+            return True
+        seen = self.last_contact.get(name)
+        limit = self.tick_seconds * self.raft_config.election_ticks
+        return seen is not None and time.monotonic() - seen < limit
+
+    def _keeps_majority(self, voters_after: frozenset[str]) -> bool:
+        healthy = sum(1 for v in voters_after if self._heard_recently(v))
+        return healthy >= len(voters_after) // 2 + 1
+
+    def node_command(self, client: ClientConnection, args: list[bytes]) -> Any:
+        """RAFT.NODE ADD|REMOVE|PROMOTE|BOOTSTRAP (see prez.server.commands)."""
+        node = self.node
+        assert node is not None
+        sub = args[1].lower()
+        if sub == b"bootstrap":
+            return self.bootstrap_lines()
+        if self.role is not Role.LEADER:
+            leader = self.leader
+            leader_addr = self.member_client_addr(leader) if leader else None
+            if leader_addr is None:
+                raise CommandError(NO_LEADER)
+            # Not through the write forwarder: a change may move leadership
+            # (a removed leader steps down) and must not fail in flight.
+            return self.admin_forwarder.forward(
+                leader_addr, client.db, client.resp == 3, args
+            )
+        membership = node.membership
+        if self._change_busy or node.conf_change_pending:
+            raise CommandError(MEMBERSHIP_IN_PROGRESS)
+        name = args[2].decode("utf-8", "replace")
+        registry = self.registry
+        addr: str | None = None
+        auto_promote = reuse = False
+        if sub == b"add":
+            if len(args) < 4:
+                raise CommandError(
+                    "ERR syntax: RAFT.NODE ADD <name> <host:port> [LEARNER] [REUSE]"
+                )
+            addr = args[3].decode("utf-8", "replace")
+            options = {a.lower() for a in args[4:]}
+            if options - {b"learner", b"reuse"}:
+                raise CommandError("ERR syntax error: options are LEARNER and REUSE")
+            auto_promote = b"learner" not in options
+            reuse = b"reuse" in options
+            if not name or any(c.isspace() for c in name):
+                raise CommandError(f"ERR invalid node name '{name}'")
+            try:
+                host, port = split_addr(addr)
+                if not host or not 0 < port < 65536:
+                    raise ValueError(addr)
+            except ValueError:
+                raise CommandError(
+                    f"ERR invalid address '{addr}': expected host:cluster-port"
+                )
+            if name in membership.members:
+                raise CommandError(f"ERR node name '{name}' is already a member")
+            for other in membership.members:
+                if registry.addrs.get(other) == addr:
+                    raise CommandError(
+                        f"ERR address {addr} is already used by member '{other}'"
+                    )
+            if name in registry.removed and not reuse:
+                raise CommandError(
+                    f"ERR node name '{name}' was removed from the cluster and names "
+                    "are not reused; add the node under a new name (or re-admit "
+                    "this one explicitly with REUSE)"
+                )
+            kind = ConfChangeKind.ADD_LEARNER
+        elif sub == b"remove":
+            if len(args) != 3:
+                raise wrong_arity("raft.node")
+            if name not in membership.members:
+                raise CommandError(f"ERR no member named '{name}'")
+            if name in membership.voters:
+                after = membership.voters - {name}
+                if not after:
+                    raise CommandError(f"ERR cannot remove '{name}', the last voter")
+                if not self._keeps_majority(after):
+                    raise CommandError(
+                        f"ERR removing '{name}' would leave fewer healthy voters than "
+                        f"a majority of the {len(after)} remaining"
+                    )
+            kind = ConfChangeKind.REMOVE
+        elif sub == b"promote":
+            if len(args) != 3:
+                raise wrong_arity("raft.node")
+            if name not in membership.learners:
+                raise CommandError(f"ERR '{name}' is not a learner")
+            if not self._keeps_majority(membership.voters | {name}):
+                raise CommandError(
+                    f"ERR promoting '{name}' would leave fewer healthy voters than a majority"
+                )
+            kind = ConfChangeKind.PROMOTE
+        else:
+            raise CommandError(
+                f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
+                "Try ADD, REMOVE, PROMOTE or BOOTSTRAP."
+            )
+        reply = Deferred(client)
+        self._start_change(kind, name, addr, auto_promote, reuse, reply)
+        return reply
+
+    def _start_change(
+        self,
+        kind: ConfChangeKind,
+        name: str,
+        addr: str | None,
+        auto_promote: bool,
+        reuse: bool,
+        reply: Deferred | None,
+    ) -> None:
+        self._change_busy = True
+        task = asyncio.get_running_loop().create_task(
+            self._run_change(kind, name, addr, auto_promote, reuse)
+        )
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._change_busy = False
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not isinstance(error, CommandError):
+                log.warning(f"Membership change failed: {error!r}")
+                error = CommandError(f"ERR membership change failed: {error!r}")
+            if error is None:
+                log.notice(f"Membership change done: {kind.value} {name}")
+            else:
+                log.notice(f"Membership change {kind.value} {name} failed: {error}")
+            if reply is not None:
+                self._resolve(reply, "OK" if error is None else error)
+
+        task.add_done_callback(done)
+        self._tasks.append(task)
+
+    async def _run_change(
+        self,
+        kind: ConfChangeKind,
+        name: str,
+        addr: str | None,
+        auto_promote: bool,
+        reuse: bool,
+    ) -> None:
+        node = self.node
+        assert node is not None
+        term = node.term
+        try:
+            if addr is not None:
+                args = [MEMBER_ADDR, name.encode(), addr.encode()]
+                args.append(b"voter" if auto_promote else b"learner")
+                if reuse:
+                    args.append(b"reuse")
+                index = node.propose(
+                    encode_command(time.time_ns() // 1_000_000, 0, args)
+                )
+                self._kick()
+                await self._wait_applied(index, term)
+            log.notice(f"Proposing membership change: {kind.value} {name}")
+            index = node.propose_conf_change(ConfChange(kind, name))
+        except ConfChangeInProgress:
+            raise CommandError(MEMBERSHIP_IN_PROGRESS) from None
+        except LeadershipTransferring as e:
+            raise CommandError(
+                f"TRYAGAIN leadership is being handed to {e.leader}"
+            ) from None
+        except NotLeader:
+            raise CommandError(NO_LEADER) from None
+        except ConfChangeRefused as e:
+            raise CommandError(f"ERR {e}") from None
+        self._kick()
+        await self._wait_applied(index, term)
+
+    async def _wait_applied(self, index: int, term: int) -> None:
+        """Until the entry at `index` proposed in `term` is applied; the
+        outcome-unknown error if leadership was lost first."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._apply_waiters[index] = (term, future)
+        try:
+            ok = await asyncio.wait_for(
+                future, 20 * self.tick_seconds * self.raft_config.election_ticks
+            )
+        except TimeoutError:
+            ok = False
+        finally:
+            self._apply_waiters.pop(index, None)
+        if not ok:
+            raise CommandError(OUTCOME_UNKNOWN)
+
+    def _maybe_promote(self) -> None:
+        """From the ticker, on the leader: promote a caught-up learner that
+        joined to become a voter."""
+        node = self.node
+        assert node is not None
+        if (
+            self.role is not Role.LEADER
+            or self._change_busy
+            or node.conf_change_pending
+        ):
+            return
+        membership = node.membership
+        for name in sorted(membership.learners & self.registry.promote):
+            progress = node.progress_of(name)
+            if progress is None or progress.match + PROMOTE_LAG < node.commit_index:
+                continue
+            if not self._heard_recently(name) or not self._keeps_majority(
+                membership.voters | {name}
+            ):
+                continue
+            log.notice(
+                f"Learner {name} caught up (match {progress.match}): promoting it"
+            )
+            self._start_change(ConfChangeKind.PROMOTE, name, None, False, False, None)
+            return
+
+    # -- joining a running cluster -----------------------------------------------
+
+    async def _fetch_join_info(self) -> None:
+        """Before the node starts: the cluster's bootstrap membership (this node
+        added as a learner) and the current members' addresses."""
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        while True:
+            try:
+                boot_lines = await self._call_join_target([b"RAFT.NODE", b"BOOTSTRAP"])
+                nodes = await self._call_join_target([b"RAFT.NODES"])
+                if isinstance(boot_lines, list) and isinstance(nodes, list):
+                    break
+                problem = f"{boot_lines!r} / {nodes!r}"
+            except (OSError, TimeoutError, ProtocolError) as e:
+                problem = repr(e)
+            if time.monotonic() > deadline:
+                raise StorageError(f"cannot join through {self.join_addr}: {problem}")
+            log.warning(f"Asking {self.join_addr} to join failed ({problem}); retrying")
+            await asyncio.sleep(0.5)
+        found = read_bootstrap(self.wal.raft_dir)
+        if found is not None:  # an earlier attempt got this far
+            self.bootstrap, registry = found
+        else:
+            try:
+                cluster_boot, registry = decode_members(
+                    [b.decode() for b in boot_lines]
+                )
+            except ValueError as e:
+                raise StorageError(f"cannot join through {self.join_addr}: {e}")
+            if cluster_boot is None:
+                raise StorageError(f"{self.join_addr} sent no bootstrap membership")
+            self.bootstrap = Membership(
+                cluster_boot.voters, cluster_boot.learners | {self.name}
+            )
+            write_bootstrap(self.wal.raft_dir, self.bootstrap, registry)
+        for name, addr in registry.addrs.items():
+            self.registry.addrs.setdefault(name, addr)
+        for row in nodes:
+            fields = dict(zip(row[::2], row[1::2], strict=False))
+            row_name, row_addr = fields.get(b"name"), fields.get(b"addr")
+            if isinstance(row_name, bytes) and isinstance(row_addr, bytes):
+                self.registry.addrs[row_name.decode()] = row_addr.decode()
+        self.registry.addrs[self.name] = self.own_addr
+
+    async def _join(self) -> None:
+        """Ask the cluster to add this node (as a learner, promoted once caught up)."""
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        request = [b"RAFT.NODE", b"ADD", self.name.encode(), self.own_addr.encode()]
+        while True:
+            try:
+                reply = await self._call_join_target(request)
+            except (OSError, TimeoutError, ProtocolError) as e:
+                reply = CommandError(repr(e))
+            if not isinstance(reply, CommandError):
+                break
+            text = str(reply)
+            if "is already a member" in text:
+                break  # added by an earlier attempt that did not see the answer
+            if not any(
+                mark in text
+                for mark in (
+                    "CLUSTERDOWN",
+                    "TRYAGAIN",
+                    "in progress",
+                    "unknown",
+                    "Error",
+                )
+            ):
+                raise StorageError(f"the cluster refused to add this node: {text}")
+            if time.monotonic() > deadline:
+                raise StorageError(f"could not join through {self.join_addr}: {text}")
+            await asyncio.sleep(0.2)
+        log.notice(f"Joined the cluster through {self.join_addr} as a learner")
+        self.joining = False
+        node = self.node
+        assert node is not None
+        if self.name in node.membership.members:
+            self._adopt_membership(node.membership)
+
+    async def _call_join_target(self, args: list[bytes]) -> Any:
+        """One command to the cluster-join address; an error reply comes back
+        as a CommandError value."""
+        host, port = split_addr(self.join_addr)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), 5.0
+        )
+        try:
+            out = bytearray()
+            password = self.config["requirepass"]
+            commands = ([[b"AUTH", password.encode()]] if password else []) + [args]
+            for command in commands:
+                out += b"*%d\r\n" % len(command)
+                for arg in command:
+                    out += b"$%d\r\n%s\r\n" % (len(arg), arg)
+            writer.write(bytes(out))
+            reply: Any = None
+            for _ in commands:
+                reply = await asyncio.wait_for(_read_reply(reader), 30.0)
+            return reply
+        finally:
+            writer.close()
 
     # -- the Ready loop --------------------------------------------------------
 
@@ -572,7 +1139,7 @@ class RaftDriver:
                         f"Compacted the log up to index {keep_from}: {removed} segments removed"
                     )
         if snapshots.due(self.applied, self.bytes_since_snapshot):
-            members = [f"{n} {h}:{p}" for n, (h, p) in self.members.items()]
+            members = self.registry.encode(node.membership_at(self.applied))
             term = node.log.term_at(self.applied)
             if term is not None and snapshots.start(self.applied, term, members):
                 self._bytes_at_snapshot_start = self.bytes_since_snapshot
@@ -586,7 +1153,7 @@ class RaftDriver:
             self.snapshots.latest.index if self.snapshots.latest else 0
         ):
             return False
-        members = [f"{n} {h}:{p}" for n, (h, p) in self.members.items()]
+        members = self.registry.encode(node.membership_at(self.applied))
         started = self.snapshots.start(self.applied, term, members)
         if started:
             self._bytes_at_snapshot_start = self.bytes_since_snapshot
@@ -606,6 +1173,8 @@ class RaftDriver:
             node.tick()
             self._snapshot_timers()
             self._check_transfer()
+            if node.membership.learners:
+                self._maybe_promote()
             self._kick()
 
     async def _ready_loop(self) -> None:
@@ -666,14 +1235,18 @@ class RaftDriver:
                 if rd.persisted_messages:
                     self._send(rd.persisted_messages)
                 if rd.snapshot is not None:
-                    self.snapshots.install(
+                    meta = self.snapshots.install(
                         rd.snapshot.index, rd.snapshot.term, self.store
                     )
+                    self._adopt_snapshot_registry(meta.members)
+                    self._sync_bus()
                     self.applied = rd.snapshot.index
                     self.bytes_since_snapshot = 0
                     log.notice(
                         f"Installed snapshot {rd.snapshot.index}/{rd.snapshot.term}"
                     )
+                if rd.membership is not None:
+                    self._adopt_membership(rd.membership)
                 if rd.committed_entries:
                     self._apply(rd.committed_entries)
                     if self._reads_parked:
@@ -723,12 +1296,20 @@ class RaftDriver:
             if entry.kind == EntryKind.NORMAL:
                 try:
                     now, db, args = decode_command(entry.data)
-                    spec = commands.get(args[0].decode("ascii", "replace").lower())
-                    if spec is None or spec.kind != 1 or not 0 <= db < len(store_dbs):
-                        raise CommandError(
-                            f"ERR log entry {entry.index} holds no write command"
-                        )
-                    result = spec.handler(store_dbs[db], args, now)
+                    result: Any
+                    if args[0] == MEMBER_ADDR:
+                        result = self._apply_member_addr(args)
+                    else:
+                        spec = commands.get(args[0].decode("ascii", "replace").lower())
+                        if (
+                            spec is None
+                            or spec.kind != 1
+                            or not 0 <= db < len(store_dbs)
+                        ):
+                            raise CommandError(
+                                f"ERR log entry {entry.index} holds no write command"
+                            )
+                        result = spec.handler(store_dbs[db], args, now)
                 except CommandError as e:
                     result = e.with_traceback(None)  # no frame cycle (see app.py)
                 except ProtocolError as e:
@@ -748,8 +1329,14 @@ class RaftDriver:
                     if args[0] == b"prez.expire" and type(result) is int:
                         self.server.count_expired(result)
             else:
+                if entry.kind == EntryKind.CONFIG:
+                    self._apply_config(entry)
                 result = None
             self.applied = entry.index
+            if self._apply_waiters:
+                waiter = self._apply_waiters.pop(entry.index, None)
+                if waiter is not None and not waiter[1].done():
+                    waiter[1].set_result(waiter[0] == entry.term)
             if pending:
                 waiting = pending.pop(entry.index, None)
                 if waiting is not None:
@@ -795,6 +1382,10 @@ class RaftDriver:
         reply.client.drain()
 
     def _fail_pending(self, error: CommandError) -> None:
+        waiters, self._apply_waiters = self._apply_waiters, {}
+        for _, future in waiters.values():
+            if not future.done():
+                future.set_result(False)
         pending, self.pending = self.pending, {}
         waiting_clients = set()
         for _, reply in pending.values():
@@ -885,6 +1476,25 @@ class RaftDriver:
             return [b"slave", b"", -1, b"connect", self.applied]
         host, _, port = addr.rpartition(":")
         return [b"slave", host.encode(), int(port), b"connected", self.applied]
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> Any:
+    """One RESP2 reply (the few types the join commands answer with)."""
+    line = await reader.readuntil(b"\r\n")
+    kind, body = line[:1], line[1:-2]
+    if kind == b"+":
+        return body.decode()
+    if kind == b"-":
+        return CommandError(body.decode())
+    if kind == b":":
+        return int(body)
+    if kind == b"$":
+        size = int(body)
+        return None if size < 0 else (await reader.readexactly(size + 2))[:-2]
+    if kind == b"*":
+        count = int(body)
+        return None if count < 0 else [await _read_reply(reader) for _ in range(count)]
+    raise ProtocolError(f"unexpected reply {line!r}")
 
 
 def load_members(path: str) -> dict[str, tuple[str, int]]:

@@ -362,8 +362,9 @@ class SnapshotManager:
 
     # -- follower side: installing ----------------------------------------------
 
-    def install(self, index: int, term: int, store: KVStore) -> None:
-        """Load the received snapshot (index, term) into the state machine."""
+    def install(self, index: int, term: int, store: KVStore) -> KVSnapshotMeta:
+        """Load the received snapshot (index, term) into the state machine;
+        returns its meta (the driver takes the member registry from it)."""
         latest = self.latest
         if latest is None or (latest.index, latest.term) != (index, term):
             matches = [
@@ -379,6 +380,7 @@ class SnapshotManager:
         self.latest = latest
         self.entries_at_last = index
         self.snapshots_installed += 1
+        return meta
 
     def info_fields(self) -> dict[str, Any]:
         latest = self.latest

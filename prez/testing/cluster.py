@@ -9,6 +9,11 @@ Nodes bind 127.0.0.1 by default. With `own_hosts=True` each node binds an
 address of its own (127.A.B.1, 127.A.B.2, ...; see
 prez.testing.partition.loopback_hosts) for clients and the cluster bus alike,
 so that prez.testing.partition can cut the links between nodes.
+
+Membership changes: `new_node()` makes a node that joins the running cluster
+through `cluster-join` (no nodes.conf), `add_node()` one added by RAFT.NODE
+ADD and then started, `remove_node()` sends RAFT.NODE REMOVE and stops
+tracking the node (the process is left to the test).
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Cluster:
     ) -> None:
         self.base = Path(base)
         self.node_timeout = node_timeout
+        self.extra_config = dict(config or {})
+        self.removed: list[ServerProcess] = []
         self.nodes: list[ServerProcess] = []
         hosts = loopback_hosts(size) if own_hosts else [HOST] * size
         ports = [(free_port(), free_port()) for _ in range(size)]
@@ -170,5 +177,100 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(
-            f"===== {self.name(n)} =====\n{n.log()[-20000:]}" for n in self.nodes
+            f"===== {self.name(n)} =====\n{n.log()[-20000:]}"
+            for n in self.nodes + self.removed
         )
+
+    # -- membership changes -------------------------------------------------
+
+    def new_node(self, join_through: ServerProcess | None = None) -> ServerProcess:
+        """A node not yet started, with its own name, ports and empty directory.
+        With `join_through`, its prez.conf has `cluster-join` naming that
+        node's client address and it writes no nodes.conf: started, it asks
+        to be added. Tracked in `nodes` only once added (see add_node/join)."""
+        port, bus = free_port(), free_port()
+        name = f"node-{port}"
+        node_config = {
+            "name": name,
+            "cluster-port": str(bus),
+            "cluster-config-file": "nodes.conf",
+            "cluster-node-timeout": str(self.node_timeout),
+            "loglevel": "verbose",
+            **self.extra_config,
+        }
+        if join_through is not None:
+            node_config["cluster-join"] = f"{HOST}:{join_through.port}"
+        return ServerProcess(self.base / name, port=port, config=node_config)
+
+    def bus_addr(self, node: ServerProcess) -> str:
+        return f"{HOST}:{node.config['cluster-port']}"
+
+    def join(self, via: ServerProcess | None = None) -> ServerProcess:
+        """Start a node that joins through cluster-join; returns it once started."""
+        node = self.new_node(join_through=via or self.nodes[0])
+        node.start(wait=True, timeout=60)
+        self.nodes.append(node)
+        return node
+
+    def add_node(
+        self, via: ServerProcess | None = None, learner: bool = False
+    ) -> ServerProcess:
+        """RAFT.NODE ADD a fresh node (sent to `via`, forwarded to the
+        leader), then start it with a nodes.conf listing the members."""
+        node = self.new_node()
+        via = via or self.nodes[0]
+        args = ["RAFT.NODE", "ADD", self.name(node), self.bus_addr(node)]
+        if learner:
+            args.append("LEARNER")
+        with self.client(via, socket_timeout=30) as c:
+            assert c.execute_command(*args) in (b"OK", "OK")
+            rows = c.execute_command("RAFT.NODES")
+        lines = []
+        for row in rows:
+            fields = dict(zip(row[::2], row[1::2], strict=False))
+            lines.append(f"{fields[b'name'].decode()} {fields[b'addr'].decode()}\n")
+        (node.dir / "nodes.conf").write_text("".join(lines))
+        node.start(wait=True)
+        self.nodes.append(node)
+        return node
+
+    def remove_node(
+        self, node: ServerProcess, via: ServerProcess | None = None
+    ) -> None:
+        """RAFT.NODE REMOVE `node` (through `via`, default any other live node)."""
+        via = via or next(n for n in self.nodes if n is not node and n.alive())
+        with self.client(via, socket_timeout=30) as c:
+            assert c.execute_command("RAFT.NODE", "REMOVE", self.name(node)) in (
+                b"OK",
+                "OK",
+            )
+        self.nodes.remove(node)
+        self.removed.append(node)
+
+    def members(self, node: ServerProcess) -> dict[str, dict[bytes, Any]]:
+        """RAFT.NODES of `node`: name -> its fields."""
+        with self.client(node, socket_timeout=5) as c:
+            rows = c.execute_command("RAFT.NODES")
+        result = {}
+        for row in rows:
+            fields = dict(zip(row[::2], row[1::2], strict=False))
+            result[fields[b"name"].decode()] = fields
+        return result
+
+    def wait_voter(self, node: ServerProcess, timeout: float = 30.0) -> None:
+        """Until every tracked live node lists `node` as a voter."""
+        name = self.name(node)
+
+        def voter_everywhere() -> bool:
+            for n in self.nodes:
+                if not n.alive():
+                    continue
+                try:
+                    row = self.members(n).get(name)
+                except redis.RedisError:
+                    return False
+                if row is None or row[b"role"] != b"voter":
+                    return False
+            return True
+
+        wait_until(voter_everywhere, timeout, what=f"{name} a voter on every node")
