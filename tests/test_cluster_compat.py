@@ -28,7 +28,13 @@ from redis.exceptions import MovedError, RedisClusterException
 
 from prez.server.clustercmds import LAST_SLOT, crc16, key_slot, node_id
 from prez.testing.cluster import Cluster
-from prez.testing.procs import HOST, Fatal, ServerProcess, free_port, wait_until
+from prez.testing.procs import (
+    HOST,
+    Fatal,
+    ServerProcess,
+    free_ports,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -467,11 +473,11 @@ def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     if binary is None:
         pytest.skip("redis-server is not installed")
     directory = tmp_path_factory.mktemp("real-redis")
-    port = free_port()
+    port, bus = free_ports(2)
     options = {
         "port": str(port),
         # Its own bus port: the default, port + 10000, may not exist.
-        "cluster-port": str(free_port()),
+        "cluster-port": str(bus),
         "bind": HOST,
         "cluster-enabled": "yes",
         "cluster-config-file": str(directory / "nodes.conf"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from prez.testing.procs import HOST, ServerProcess, child_env, free_port, wait_until
+from prez.testing.procs import HOST, ServerProcess, child_env, free_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -353,13 +353,13 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_original_prez_conf_is_accepted(tmp_path: Path) -> None:
-    port = free_port()
+    port, bus, bus_listed = free_ports(3)  # drawn together: never the same twice
     conf = tmp_path / "prez.conf"
     conf.write_text(
-        f"name node-{port}\nport {port}\ncluster-port {free_port()}\n"
+        f"name node-{port}\nport {port}\ncluster-port {bus}\n"
         "cluster-config-file nodes.conf\ncluster-node-timeout 5000\nloglevel debug\n"
     )
-    (tmp_path / "nodes.conf").write_text(f"node-{port} 127.0.0.1:{free_port()}\n")
+    (tmp_path / "nodes.conf").write_text(f"node-{port} 127.0.0.1:{bus_listed}\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "prez", str(conf)],
         cwd=tmp_path,

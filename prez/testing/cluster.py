@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from prez.testing.partition import loopback_hosts
-from prez.testing.procs import HOST, ServerProcess, free_port, wait_until
+from prez.testing.procs import HOST, ServerProcess, free_ports, wait_until
 
 
 def ping_at(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -73,7 +73,8 @@ class Cluster:
         self.removed: list[ServerProcess] = []
         self.nodes: list[ServerProcess] = []
         hosts = loopback_hosts(size) if own_hosts else [HOST] * size
-        ports = [(free_port(), free_port()) for _ in range(size)]
+        drawn = free_ports(2 * size)
+        ports = list(zip(drawn[::2], drawn[1::2], strict=True))
         members = [(f"node-{port}", bus) for port, bus in ports]
         nodes_conf = "".join(
             f"{name} {host}:{bus}\n"
@@ -188,7 +189,7 @@ class Cluster:
         With `join_through`, its prez.conf has `cluster-join` naming that
         node's client address and it writes no nodes.conf: started, it asks
         to be added. Tracked in `nodes` only once added (see add_node/join)."""
-        port, bus = free_port(), free_port()
+        port, bus = free_ports(2)
         name = f"node-{port}"
         node_config = {
             "name": name,

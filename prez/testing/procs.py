@@ -30,6 +30,24 @@ class Fatal(Exception):
     """Raised by a wait_until condition that can never become true."""
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that were free a moment ago.
+
+    Separate free_port() calls can return the same port twice (the OS reuses
+    a port once its probe socket closes), so all are held open together.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
     """A port that was free a moment ago (the OS picks it)."""
     with socket.socket() as s:
