@@ -105,7 +105,8 @@ class Cluster:
         return self
 
     def stop(self) -> None:
-        for node in self.nodes:
+        # Removed nodes too: every process a test started ends with it.
+        for node in self.nodes + self.removed:
             node.stop()
 
     def __enter__(self) -> Cluster:

@@ -134,7 +134,11 @@ class ServerProcess:
                 env=self.env,
             )
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.kill()  # never leave a process behind a failed start
+                raise
         return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
@@ -154,6 +158,7 @@ class ServerProcess:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused process must hear it
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
