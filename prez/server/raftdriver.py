@@ -1289,7 +1289,8 @@ class RaftDriver:
 
     def _apply(self, entries: list[Entry]) -> None:
         store_dbs = self.store.dbs
-        commands = self.server.commands
+        # Keyed by the name as sent (upper and lower case): no decoding per entry.
+        lookup = self.server.lookup
         pending = self.pending
         waiting_clients = set()
         for entry in entries:
@@ -1300,7 +1301,7 @@ class RaftDriver:
                     if args[0] == MEMBER_ADDR:
                         result = self._apply_member_addr(args)
                     else:
-                        spec = commands.get(args[0].decode("ascii", "replace").lower())
+                        spec = lookup.get(args[0]) or lookup.get(args[0].lower())
                         if (
                             spec is None
                             or spec.kind != 1
