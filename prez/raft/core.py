@@ -121,7 +121,12 @@ context (opaque bytes, unique among its pending requests) per batch.
   (see RaftConfig.lease_drift_ticks for the clock assumption).
 - Follower: the request goes to the leader as READ_INDEX; the leader
   confirms it as above and answers READ_INDEX_RESP; the follower hands out
-  the ReadState and the driver serves from its own state machine.
+  the ReadState and the driver serves from its own state machine. The
+  READ_INDEX counts as its sender's answer (it was made in the leader's
+  term after the reads it covers arrived), so where the sender and the
+  leader are a majority (three voters) the leader answers with no round.
+  Contexts must therefore never repeat, across restarts included: a late
+  duplicate could otherwise answer a newer request.
 
 Leadership transfer (thesis 3.10): `node.transfer_leader(target)` on the
 leader. Until the transfer ends, `propose()` raises LeadershipTransferring
@@ -1101,6 +1106,15 @@ class RaftNode:
         self._pending_snapshot = None
         return rd
 
+    def take_messages(self) -> list[Message]:
+        """Hand out now what the next Ready would carry in `messages` (those
+        that wait for nothing durable), so that a driver can answer a
+        READ_INDEX without a Ready-loop pass. Safe at any time, a Ready
+        outstanding included: these may overtake its persisted_messages,
+        and Raft tolerates reordering."""
+        messages, self._msgs = self._msgs, []
+        return messages
+
     def advance(self, ready: Ready) -> None:
         """Acknowledge that `ready` was handled: its entries and hard state
         are durable, its snapshot loaded and its committed entries applied."""
@@ -1133,6 +1147,15 @@ class RaftNode:
         if term != self._term:
             self._term = term
             self._vote = ""
+            # An append answer of the old term not yet handed out may name
+            # entries the new term's leader is about to truncate here (before
+            # they were ever written): it would then leave acknowledging what
+            # is not on disk. Dropping a message is always safe.
+            self._persisted_msgs = [
+                m
+                for m in self._persisted_msgs
+                if m.type != APPEND_RESP or m.reject or m.term == term
+            ]
         # Every role change ends the reads in flight: a leader's requests
         # lose the leadership that would confirm them, a follower's the
         # leader that would answer them.
@@ -1412,9 +1435,16 @@ class RaftNode:
             self._reads_before_commit.append(request)
             return
         request.index = self._commit
-        if self._acks_needed() <= 0 or (
-            self._read_mode == "lease" and self._lease_holds()
-        ):
+        needed = self._acks_needed()
+        if request.requester != self._name and request.requester in self._voters:
+            # The READ_INDEX itself vouches for its sender: it was made, in
+            # our term, after the reads it covers arrived there, so at that
+            # moment the sender had voted for no later leader. If it and we
+            # make a majority (three voters), no later leader could exist
+            # then, after those reads began, and our commit index now holds
+            # every write acknowledged before them: answer with no round.
+            needed -= 1
+        if needed <= 0 or (self._read_mode == "lease" and self._lease_holds()):
             self._answer_read(request, request.index)
             return
         # Confirmed by the next round: its heartbeats leave after this
