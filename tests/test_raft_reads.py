@@ -23,6 +23,7 @@ from prez.raft.types import (
 from prez.testing.sim import Network
 
 THREE = ["n1", "n2", "n3"]
+FIVE = ["n1", "n2", "n3", "n4", "n5"]
 ELECTION_TICKS = 10
 DRIFT_TICKS = 2
 
@@ -145,8 +146,78 @@ def test_forwarded_read_whose_message_is_lost_times_out() -> None:
     assert net.leaders() == ["n1"]
 
 
-def test_leader_that_steps_down_fails_its_and_its_followers_reads() -> None:
+def test_follower_read_index_in_a_three_node_cluster_needs_no_round() -> None:
+    """The READ_INDEX was made in the leader's term after its reads
+    arrived: its sender and the leader are a majority of three, so the
+    leader answers at once, even with every heartbeat answer lost."""
     net = cluster()
+    net.propose("n1", b"x")
+    net.dropped_types.add(MessageType.HEARTBEAT_RESP)
+    first = len(net.delivered)
+    net.nodes["n2"].read_index(b"f")
+    net.stabilize()
+    assert net.read_states["n2"] == [ReadState(2, b"f")]
+    assert count(net.delivered[first:], MessageType.HEARTBEAT) == 0
+
+
+def assert_read_waits_for_a_round(net: Network, reader: str) -> None:
+    """`reader`'s read index comes only once the leader's heartbeat round
+    is answered: never while the answers are lost."""
+    net.dropped_types.add(MessageType.HEARTBEAT_RESP)
+    net.nodes[reader].read_index(b"r")
+    net.stabilize()
+    assert net.read_states[reader] == []
+    net.dropped_types.clear()
+    net.tick_all(1)
+    net.stabilize()
+    assert net.read_states[reader] == [ReadState(1, b"r")]
+
+
+def test_follower_read_index_in_a_five_node_cluster_still_needs_a_round() -> None:
+    """Sender and leader are two of five: a heartbeat round must bring the
+    rest of a majority, and without its answers no read index is given."""
+    assert_read_waits_for_a_round(cluster(names=FIVE), "n2")
+
+
+def test_old_leader_and_one_follower_of_five_never_answer_a_read() -> None:
+    """Cut off with one follower, a leader of five hears that follower's
+    READ_INDEX but two votes are no majority: while the other three elect
+    a leader and commit a write, the follower's read gets no old index."""
+
+    def no_check_quorum(config: RaftConfig) -> None:
+        config.check_quorum = False  # so that n1 keeps leading on its side
+
+    net = cluster(no_check_quorum, names=FIVE)
+    minority, majority = ["n1", "n2"], ["n3", "n4", "n5"]
+    for a in minority:
+        for b in majority:
+            net.cut.add(frozenset((a, b)))
+    for peer in majority:
+        if peer != "n3":
+            net.tick(peer, ELECTION_TICKS)
+    net.elect("n3")
+    index = net.propose("n3", b"new")
+    assert net.nodes["n5"].commit_index == index
+    net.nodes["n2"].read_index(b"stale?")
+    net.tick_all(ELECTION_TICKS)
+    assert net.nodes["n1"].role is Role.LEADER
+    assert net.read_states["n2"] in ([], [ReadState(READ_FAILED, b"stale?")])
+
+
+def test_learner_read_index_is_no_vote_and_needs_a_round() -> None:
+    """A learner cannot vote, so its request proves nothing about who may
+    lead: the leader confirms it with a round like its own reads."""
+
+    def with_learner(config: RaftConfig) -> None:
+        config.peers = list(THREE)
+        config.learners = ["n4"]
+
+    assert_read_waits_for_a_round(cluster(with_learner, names=[*THREE, "n4"]), "n4")
+
+
+def test_leader_that_steps_down_fails_its_and_its_followers_reads() -> None:
+    # Five nodes, so that the follower's request also waits for a round.
+    net = cluster(names=FIVE)
     net.dropped_types.add(MessageType.HEARTBEAT_RESP)
     net.nodes["n1"].read_index(b"own")
     net.nodes["n2"].read_index(b"fwd")

@@ -674,9 +674,18 @@ class Simulation:
 
     def _partition(self) -> None:
         rng = self.rng
-        if rng.random() < 0.5:
+        leaders = [m.name for m in self.members.values() if self._is_leader(m)]
+        if self.params.read_mode and leaders and rng.random() < 0.3:
+            # The leader with as many followers as still make a minority: the
+            # side where reads go stale if a leader answers them too early.
+            # (Only in read runs: other runs keep the seeds they were soaked on.)
+            leader = rng.choice(leaders)
+            others = [name for name in self.names if name != leader]
+            company = rng.sample(others, (len(self.names) - 1) // 2 - 1)
+            minority = {leader, *company}
+            groups = {name: int(name in minority) for name in self.names}
+        elif rng.random() < 0.5:
             # Isolate one node (often the leader, the interesting case).
-            leaders = [m.name for m in self.members.values() if self._is_leader(m)]
             victim = rng.choice(leaders or self.names)
             groups = {name: int(name == victim) for name in self.names}
         else:
@@ -1286,6 +1295,11 @@ class Simulation:
             return
         self._record("deliver", msg)
         member.node.step(msg)
+        if msg.type == MessageType.READ_INDEX:
+            # As the server's driver does: the answer leaves at once, outside
+            # any Ready (maybe while one is being written).
+            for answer in member.node.take_messages():
+                self._send(answer)
         self._after_input(member)
 
     # -- the end: heal, then liveness ------------------------------------------------
