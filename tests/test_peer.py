@@ -26,6 +26,7 @@ from prez.raft.types import Entry, Message, MessageType
 from prez.server import peer
 from prez.server.logging import DEBUG, log
 from prez.server.peer import PeerBus
+from prez.testing.procs import free_ports
 
 HOST = "127.0.0.1"
 TEST_TIMEOUT = 30.0
@@ -74,12 +75,6 @@ def log_text() -> Iterator[Callable[[], str]]:
         log.stream, log.level = saved
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 async def wait_for(
     condition: Callable[[], object], what: str, within: float = WAIT
 ) -> None:
@@ -125,7 +120,8 @@ class Node:
 
 
 def make_members(*names: str) -> dict[str, tuple[str, int]]:
-    return {name: (HOST, free_port()) for name in names}
+    ports = free_ports(len(names))
+    return {name: (HOST, port) for name, port in zip(names, ports, strict=True)}
 
 
 async def start_all(members: dict[str, tuple[str, int]], **kwargs: Any) -> list[Node]:
@@ -340,6 +336,48 @@ def test_a_late_bus_gets_connected(run: Runner, log_text: Callable[[], str]) -> 
             assert "Connected to peer c at" in log_text()
         finally:
             await close_all(nodes)
+
+    run(body)
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind `port` now (with SO_REUSEADDR, as
+    asyncio's servers do: a closed connection's TIME_WAIT does not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def test_a_dial_that_reaches_itself_lets_the_port_go(
+    run: Runner, log_text: Callable[[], str]
+) -> None:
+    """TCP connects a socket to itself when its ephemeral port is the port it
+    dials. The bus must drop such a connection at once: it would otherwise
+    hold the port the member needs (seen in CI as "address in use")."""
+
+    async def body() -> None:
+        members = make_members("a", "b")
+        a = Node("a", members)
+        # Dial b from b's own port, as the kernel happened to choose in CI.
+        a.bus._local_addr = members["b"]
+        b = Node("b", members)
+        try:
+            await a.start()
+            await wait_for(
+                lambda: "reached this socket itself" in log_text(),
+                "a dial to b that reaches itself",
+            )
+            assert not a.bus.connected("b")
+            a.bus._local_addr = None
+            await wait_for(lambda: port_is_free(b.port), "the bus to let b's port go")
+            await b.start()
+            await wait_meshed([a, b])
+        finally:
+            await close_all([a, b])
 
     run(body)
 

@@ -29,6 +29,7 @@ import contextlib
 import os
 import random
 import socket
+import struct
 import time
 from collections.abc import Callable
 from functools import partial
@@ -465,6 +466,25 @@ class PeerBus:
             log.debug(
                 f"Cluster bus connection to {link.name} at {host}:{port} "
                 "closed as soon as it opened"
+            )
+            return
+        sockname = transport.get_extra_info("sockname")
+        if sockname is not None and sockname == transport.get_extra_info("peername"):
+            # TCP connected the socket to itself: its ephemeral port happened
+            # to be the member's port while the member was down. Let go at
+            # once, or we would hold the port the member needs to bind; and
+            # with a reset (linger 0), since even a TIME_WAIT left behind
+            # would keep some listeners from binding it.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+            transport.abort()
+            log.debug(
+                f"Connecting to peer {link.name} at {host}:{port} reached this "
+                "socket itself; dropped"
             )
             return
         try:

@@ -9,6 +9,7 @@ On failure its log is available for the test's report.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,18 +31,35 @@ class Fatal(Exception):
     """Raised by a wait_until condition that can never become true."""
 
 
+# Test servers listen on ports below the kernel's ephemeral range (32768 and
+# up on Linux by default), so that no outgoing connection on the machine (a
+# benchmark's clients, a node dialing a peer that is not up yet) can be given
+# the port between the probe here and the server's bind.
+PORT_LOW, PORT_HIGH = 10000, 32767
+_port_rng = random.Random()
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports that were free a moment ago.
 
-    Separate free_port() calls can return the same port twice (the OS reuses
-    a port once its probe socket closes), so all are held open together.
+    All are held open together while probing, so they differ from each
+    other, and all lie below the ephemeral range (see PORT_LOW).
     """
-    sockets = []
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for _ in range(100 * count):
+            if len(sockets) == count:
+                break
             s = socket.socket()
-            s.bind((HOST, 0))
+            try:
+                s.bind((HOST, _port_rng.randint(PORT_LOW, PORT_HIGH)))
+            except OSError:
+                s.close()
+                continue
             sockets.append(s)
+        else:
+            if len(sockets) < count:
+                raise RuntimeError(f"no {count} free ports in {PORT_LOW}-{PORT_HIGH}")
         return [int(s.getsockname()[1]) for s in sockets]
     finally:
         for s in sockets:
@@ -49,10 +67,8 @@ def free_ports(count: int) -> list[int]:
 
 
 def free_port() -> int:
-    """A port that was free a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A port that was free a moment ago (below the ephemeral range)."""
+    return free_ports(1)[0]
 
 
 def wait_until(
@@ -193,11 +209,9 @@ class ServerProcess:
         self.stop()
 
 
-def free_port_block(count: int, low: int = 20000, high: int = 60000) -> int:
+def free_port_block(count: int, low: int = PORT_LOW, high: int = PORT_HIGH) -> int:
     """The first of `count` consecutive ports that are free now."""
-    import random
-
-    rng = random.Random()
+    rng = _port_rng
     for _ in range(200):
         base = rng.randrange(low, high - count)
         sockets = []
