@@ -11,10 +11,7 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ import redis
 
 from prez.testing.cluster import Cluster
 from prez.testing.procs import HOST, ServerProcess, wait_until
+from prez.testing.writeload import WriteLoad
 
 pytestmark = pytest.mark.integration
 
@@ -36,66 +34,6 @@ def cli(port: int, *args: str) -> str:
         timeout=30,
         check=True,
     ).stdout.strip()
-
-
-class WriteLoad:
-    """Several redis-py clients writing unique keys; records what got OK."""
-
-    def __init__(
-        self, cluster: Cluster, nodes: list[ServerProcess], clients: int = 4
-    ) -> None:
-        self.cluster = cluster
-        self.nodes = nodes
-        self.clients = clients
-        self.acked: dict[bytes, bytes] = {}
-        self.errors: list[str] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self.run, args=(i,), daemon=True)
-            for i in range(clients)
-        ]
-
-    def run(self, worker: int) -> None:
-        rng = random.Random(worker)
-        n = 0
-        deadline = time.monotonic() + 60  # every load loop is bounded in time
-        conns: dict[int, redis.Redis] = {}
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            node = rng.choice([x for x in self.nodes if x.alive()] or self.nodes)
-            conn = conns.get(node.port)
-            if conn is None:
-                conn = conns[node.port] = redis.Redis(
-                    host=HOST, port=node.port, socket_timeout=5
-                )
-            key, value = f"w{worker}:{n}".encode(), f"v{n}".encode()
-            n += 1
-            try:
-                if conn.set(key, value):
-                    with self.lock:
-                        self.acked[key] = value
-            except redis.RedisError as e:
-                with self.lock:
-                    self.errors.append(f"{type(e).__name__}: {e}")
-                conns.pop(node.port, None)
-                time.sleep(0.01)
-        for conn in conns.values():
-            conn.close()
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.acked)
-
-    @contextmanager
-    def running(self) -> Iterator[WriteLoad]:
-        for t in self.threads:
-            t.start()
-        try:
-            yield self
-        finally:
-            self.stop.set()
-            for t in self.threads:
-                t.join(30)
 
 
 def assert_all_present(
@@ -172,7 +110,7 @@ def test_original_readme_session(tmp_path: Path) -> None:
 def test_kill_leader_under_load(tmp_path: Path) -> None:
     with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
         leader = cluster.leader()
-        load = WriteLoad(cluster, cluster.nodes, clients=4)
+        load = WriteLoad(cluster, clients=4)
         with load.running():
             wait_until(lambda: load.count() >= 200, 20, what="writes before the kill")
             killed_at = time.monotonic()
@@ -208,7 +146,7 @@ def test_kill_all_nodes_and_restart(tmp_path: Path) -> None:
         tmp_path, size=3, node_timeout=TIMEOUT_MS, config={"raft-log-fsync": "yes"}
     ) as cluster:
         cluster.leader()
-        load = WriteLoad(cluster, cluster.nodes, clients=4)
+        load = WriteLoad(cluster, clients=4)
         with load.running():
             wait_until(lambda: load.count() >= 500, 30, what="writes before the crash")
             for node in cluster.nodes:

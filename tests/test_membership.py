@@ -7,19 +7,12 @@ cluster-node-timeout 500; every process is stopped at the end.
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from prez.testing.cluster import Cluster
 from prez.testing.procs import (
@@ -30,77 +23,11 @@ from prez.testing.procs import (
     free_port_block,
     wait_until,
 )
+from prez.testing.writeload import WriteLoad
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_MS = 500
-
-
-class WriteLoad:
-    """Several clients writing unique keys to whichever members are tracked
-    now (`cluster.nodes` changes as members come and go)."""
-
-    def __init__(self, cluster: Cluster, clients: int = 3) -> None:
-        self.cluster = cluster
-        self.acked: dict[bytes, bytes] = {}
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self.run, args=(i,), daemon=True)
-            for i in range(clients)
-        ]
-
-    def run(self, worker: int) -> None:
-        rng = random.Random(worker)
-        n = 0
-        deadline = time.monotonic() + 120  # every load loop is bounded in time
-        conns: dict[int, redis.Redis] = {}
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            live = [x for x in list(self.cluster.nodes) if x.alive()]
-            if not live:
-                time.sleep(0.01)
-                continue
-            node = rng.choice(live)
-            conn = conns.get(node.port)
-            if conn is None:
-                # No retries: a write to a paused node fails after one
-                # timeout and the worker moves on to another member.
-                conn = conns[node.port] = redis.Redis(
-                    host=HOST,
-                    port=node.port,
-                    socket_timeout=2,
-                    retry=Retry(NoBackoff(), 0),
-                )
-            key, value = f"w{worker}:{n}".encode(), f"v{n}".encode()
-            n += 1
-            try:
-                if conn.set(key, value):
-                    with self.lock:
-                        self.acked[key] = value
-            except redis.RedisError:
-                conns.pop(node.port, None)
-                time.sleep(0.01)
-        for conn in conns.values():
-            conn.close()
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.acked)
-
-    def wait_more(self, more: int, what: str) -> None:
-        target = self.count() + more
-        wait_until(lambda: self.count() >= target, 30, what=what)
-
-    @contextmanager
-    def running(self) -> Iterator[WriteLoad]:
-        for t in self.threads:
-            t.start()
-        try:
-            yield self
-        finally:
-            self.stop.set()
-            for t in self.threads:
-                t.join(30)
 
 
 def assert_everywhere(cluster: Cluster, acked: dict[bytes, bytes]) -> None:
@@ -370,6 +297,17 @@ def test_refused_changes_leave_the_cluster_unchanged(tmp_path: Path) -> None:
                     f"{HOST}:{free_port()}",
                     "LEARNER",
                 )
+                # REUSE re-admits it, through a follower too; then it leaves.
+                with cluster.client(follower_b, socket_timeout=30) as c:
+                    readd = ("RAFT.NODE", "ADD", "node-l1", f"{HOST}:{free_port()}")
+                    assert c.execute_command(*readd, "LEARNER", "REUSE") == b"OK"
+                assert voters_and_learners(cluster, leader) == {
+                    **before,
+                    "node-l1": b"learner",
+                }
+                with cluster.client(leader, socket_timeout=30) as c:
+                    assert c.execute_command("RAFT.NODE", "REMOVE", "node-l1") == b"OK"
+                assert voters_and_learners(cluster, leader) == before
                 # With one voter paused, removing the other healthy follower
                 # would leave no healthy majority.
                 paused = follower_a
