@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from prez.errors import unknown_command, wrong_arity
-from prez.kv import generic, hashes, lists, sets, strings, zsets  # noqa: F401  (register)
+from prez.kv import (  # noqa: F401  (register)
+    generic,
+    hashes,
+    lists,
+    sets,
+    strings,
+    transaction,
+    zsets,
+)
 from prez.kv.command import COMMANDS, CommandSpec
 from prez.kv.keyspace import Keyspace, KVStore
 

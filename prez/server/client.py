@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
 from prez.server.commands import NO_REPLY
-from prez.server.dispatch import READ, WRITE, Deferred
+from prez.server.dispatch import READ, SERVER, WRITE, Deferred
 from prez.server.logging import log
 
 # The pure-Python twin only when asked for by name (tests of the twin, or a
@@ -42,6 +42,13 @@ if TYPE_CHECKING:
 Future = asyncio.Future
 # Commands a client may send before AUTH when requirepass is set.
 NOAUTH_ALLOWED = frozenset({"auth", "hello", "quit"})
+# Run at once even between MULTI and EXEC; every other command is queued.
+MULTI_CONTROL = frozenset(
+    {"exec", "discard", "multi", "watch", "unwatch", "quit", "reset"}
+)
+# Connection and server commands act on this node, not on the replicated
+# data, so they cannot join a transaction that every replica applies.
+NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
 # Stop reading from a client whose unanswered replies pile up past this.
 MAX_PENDING = 100_000
 _clock_ns = time.perf_counter_ns
@@ -75,6 +82,8 @@ class ClientConnection(asyncio.Protocol):
         "stats",
         "append_reply",
         "local_kinds",
+        "multi",
+        "multi_failed",
     )
 
     def __init__(self, server: Server) -> None:
@@ -106,6 +115,10 @@ class ClientConnection(asyncio.Protocol):
         self.append_reply = self.out.append
         self.local_kinds = 0
         self.refresh_local_kinds()
+        # Between MULTI and EXEC: the commands queued (None outside MULTI),
+        # and whether one was refused while queueing (EXEC then aborts).
+        self.multi: list[list[bytes]] | None = None
+        self.multi_failed = False
 
     @property
     def last_command(self) -> str:
@@ -166,7 +179,12 @@ class ClientConnection(asyncio.Protocol):
             now = _time_ns() // 1_000_000
             count = len(commands)
             done = 0
-            if not self.queue and self.authed and not self.closing:
+            if (
+                not self.queue
+                and self.authed
+                and not self.closing
+                and self.multi is None
+            ):
                 # The compiled loop runs the leading data commands that need
                 # nothing from this connection but its keyspace, and stops
                 # at the first one that needs the general path. Only
@@ -206,7 +224,13 @@ class ClientConnection(asyncio.Protocol):
         while done < count and not self.closing:
             self.execute_one(commands[done], now, clock)
             done += 1
-            if done < count and not self.queue and self.authed and not self.closing:
+            if (
+                done < count
+                and not self.queue
+                and self.authed
+                and not self.closing
+                and self.multi is None
+            ):
                 # Back on the compiled loop, e.g. after a SELECT in a pipeline.
                 done = run_local(
                     commands,
@@ -229,6 +253,8 @@ class ClientConnection(asyncio.Protocol):
             entry = self.lookup.get(args[0].lower())
             if entry is None:
                 server.stats.unknown_commands += 1
+                if self.multi is not None:
+                    self.multi_failed = True
                 self.answer(unknown_command(args))
                 return
         # Sampled as in the compiled loop, so the two paths report alike.
@@ -244,7 +270,12 @@ class ClientConnection(asyncio.Protocol):
                 raise CommandError(NOAUTH)
             kind = entry.kind
             driver = server.driver
-            if kind == READ:
+            if self.multi is not None and entry.name not in MULTI_CONTROL:
+                if kind == SERVER:
+                    raise CommandError(NOT_IN_MULTI)
+                self.multi.append(args)
+                reply: Any = "QUEUED"
+            elif kind == READ:
                 if self.local_kinds & (1 << READ):
                     reply = entry.handler(server.store.dbs[self.db], args, now)
                 else:
@@ -258,6 +289,8 @@ class ClientConnection(asyncio.Protocol):
                 reply = entry.handler(self, args)
         except CommandError as e:
             entry.failed += 1
+            if self.multi is not None and entry.name not in MULTI_CONTROL:
+                self.multi_failed = True  # refused while queueing
             # Kept as the reply: drop the traceback, whose frame refers back
             # to the error (a cycle only the GC could free, see app.py).
             reply = e.with_traceback(None)

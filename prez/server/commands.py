@@ -26,6 +26,7 @@ from prez.errors import (
 )
 from prez.kv.command import CommandSpec, declare
 from prez.kv.digest import digest, key_digest
+from prez.kv.transaction import EXEC_COMMAND, exec_args
 
 if TYPE_CHECKING:
     from prez.server.client import ClientConnection
@@ -102,6 +103,104 @@ def echo(conn: ClientConnection, args: list[bytes]) -> Any:
 def quit_(conn: ClientConnection, args: list[bytes]) -> Any:
     conn.reply_and_close("OK")
     return NO_REPLY
+
+
+# Transactions (prez/kv/transaction.py runs them)
+
+
+@server_command(
+    "multi",
+    1,
+    "noscript loading stale fast",
+    group="transactions",
+    summary="Starts a transaction.",
+    since="1.2.0",
+)
+def multi(conn: ClientConnection, args: list[bytes]) -> Any:
+    if conn.multi is not None:
+        raise CommandError("ERR MULTI calls can not be nested")
+    conn.multi = []
+    conn.multi_failed = False
+    return "OK"
+
+
+@server_command(
+    "exec",
+    1,
+    "noscript loading stale skip_slowlog",
+    group="transactions",
+    summary="Executes all commands in a transaction.",
+    since="1.2.0",
+)
+def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
+    commands, failed = conn.multi, conn.multi_failed
+    if commands is None:
+        raise CommandError("ERR EXEC without MULTI")
+    conn.multi, conn.multi_failed = None, False
+    if failed:
+        raise CommandError(
+            "EXECABORT Transaction discarded because of previous errors."
+        )
+    if not commands:
+        return []
+    # One replicated command for the whole batch: one log entry, applied
+    # atomically at one point of every replica's history.
+    server = conn.server
+    entry = conn.lookup[EXEC_COMMAND]
+    entry.calls += 1
+    tx = exec_args(commands)
+    now = time.time_ns() // 1_000_000
+    driver = server.driver
+    if driver.writes_local:
+        return entry.handler(server.store.dbs[conn.db], tx, now)
+    return driver.propose(entry, conn, tx, now)
+
+
+@server_command(
+    "discard",
+    1,
+    "noscript loading stale fast",
+    group="transactions",
+    summary="Discards a transaction.",
+    since="1.2.0",
+)
+def discard(conn: ClientConnection, args: list[bytes]) -> Any:
+    if conn.multi is None:
+        raise CommandError("ERR DISCARD without MULTI")
+    conn.multi, conn.multi_failed = None, False
+    return "OK"
+
+
+@server_command(
+    "watch",
+    -2,
+    "noscript loading stale fast",
+    1,
+    -1,
+    1,
+    group="transactions",
+    summary="Monitors changes to keys to determine the execution of a transaction.",
+    since="2.2.0",
+)
+def watch(conn: ClientConnection, args: list[bytes]) -> Any:
+    if conn.multi is not None:
+        raise CommandError("ERR WATCH inside MULTI is not allowed")
+    raise CommandError(
+        "ERR WATCH is not supported: MULTI/EXEC transactions are applied "
+        "atomically, but without optimistic locking"
+    )
+
+
+@server_command(
+    "unwatch",
+    1,
+    "noscript loading stale fast",
+    group="transactions",
+    summary="Forgets about watched keys of a transaction.",
+    since="2.2.0",
+)
+def unwatch(conn: ClientConnection, args: list[bytes]) -> Any:
+    return "OK"  # nothing is ever watched
 
 
 @server_command(
@@ -208,6 +307,7 @@ def select(conn: ClientConnection, args: list[bytes]) -> Any:
     since="6.2.0",
 )
 def reset(conn: ClientConnection, args: list[bytes]) -> Any:
+    conn.multi, conn.multi_failed = None, False
     conn.db = 0
     conn.name = b""
     conn.set_protocol(2)

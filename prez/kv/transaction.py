@@ -1,0 +1,78 @@
+"""Transactions: the commands a connection queued between MULTI and EXEC,
+run as one command so that they are applied atomically and in order.
+
+The server turns EXEC into one `PREZ.EXEC` command carrying every queued
+command (`exec_args`), which goes through the log as a single entry like any
+other write: every replica runs the whole batch at the same point of its
+history, with the leader's one timestamp. As in Redis, a command that fails
+while running (WRONGTYPE, say) gives its error in its place in the reply and
+the others still run; the queueing checks (unknown command, wrong number of
+arguments) are the server's, before EXEC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prez.errors import CommandError, unknown_command, wrong_arity
+from prez.kv.command import COMMANDS, command
+from prez.kv.keyspace import Keyspace
+
+EXEC_COMMAND = b"prez.exec"
+
+
+def exec_args(commands: list[list[bytes]]) -> list[bytes]:
+    """The PREZ.EXEC command for `commands`: each as its argument count,
+    then its arguments."""
+    args = [EXEC_COMMAND]
+    for cmd in commands:
+        args.append(b"%d" % len(cmd))
+        args.extend(cmd)
+    return args
+
+
+def split_exec_args(args: list[bytes]) -> list[list[bytes]]:
+    """The commands a PREZ.EXEC carries (the inverse of exec_args)."""
+    commands = []
+    i, end = 1, len(args)
+    while i < end:
+        try:
+            count = int(args[i])
+        except ValueError:
+            count = 0
+        if count < 1 or i + 1 + count > end:
+            raise CommandError("ERR malformed PREZ.EXEC")
+        commands.append(args[i + 1 : i + 1 + count])
+        i += 1 + count
+    return commands
+
+
+@command(
+    "prez.exec",
+    -3,
+    "write",
+    group="transactions",
+    summary="Runs a batch of commands atomically (what EXEC replicates).",
+    since="7.0.0",
+)
+def prez_exec(db: Keyspace, args: list[bytes], now: int) -> list[Any]:
+    commands = split_exec_args(args)
+    # Every command is checked before any runs: all or nothing for these.
+    specs = []
+    for cmd in commands:
+        try:
+            spec = COMMANDS.get(cmd[0].decode("ascii").lower())
+        except UnicodeDecodeError:
+            spec = None
+        if spec is None or spec.handler is None or spec.name == "prez.exec":
+            raise unknown_command(cmd)
+        if not spec.arity_ok(len(cmd)):
+            raise wrong_arity(spec.name)
+        specs.append(spec)
+    replies: list[Any] = []
+    for spec, cmd in zip(specs, commands, strict=True):
+        try:
+            replies.append(spec.handler(db, cmd, now))  # type: ignore[misc]
+        except CommandError as e:
+            replies.append(e.with_traceback(None))
+    return replies
