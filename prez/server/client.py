@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
+from prez.kv.transaction import PURE_COMMANDS
 from prez.server.commands import NO_REPLY
 from prez.server.dispatch import READ, SERVER, WRITE, Deferred
 from prez.server.logging import log
@@ -47,7 +48,8 @@ MULTI_CONTROL = frozenset(
     {"exec", "discard", "multi", "watch", "unwatch", "quit", "reset"}
 )
 # Connection and server commands act on this node, not on the replicated
-# data, so they cannot join a transaction that every replica applies.
+# data, so they cannot join a transaction that every replica applies (but
+# PING and ECHO, which answer from their arguments alone: PURE_COMMANDS).
 NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
 # Stop reading from a client whose unanswered replies pile up past this.
 MAX_PENDING = 100_000
@@ -84,8 +86,6 @@ class ClientConnection(asyncio.Protocol):
         "local_kinds",
         "multi",
         "multi_failed",
-        "watched",
-        "watch_epoch",
     )
 
     def __init__(self, server: Server) -> None:
@@ -121,10 +121,6 @@ class ClientConnection(asyncio.Protocol):
         # and whether one was refused while queueing (EXEC then aborts).
         self.multi: list[list[bytes]] | None = None
         self.multi_failed = False
-        # WATCHed keys: (db, key) -> digest (None until WATCH's read answers);
-        # the epoch tells a late answer that the keys were unwatched since.
-        self.watched: dict[tuple[int, bytes], bytes | None] = {}
-        self.watch_epoch = 0
 
     @property
     def last_command(self) -> str:
@@ -277,7 +273,7 @@ class ClientConnection(asyncio.Protocol):
             kind = entry.kind
             driver = server.driver
             if self.multi is not None and entry.name not in MULTI_CONTROL:
-                if kind == SERVER:
+                if kind == SERVER and args[0].lower() not in PURE_COMMANDS:
                     raise CommandError(NOT_IN_MULTI)
                 self.multi.append(args)
                 reply: Any = "QUEUED"
@@ -385,11 +381,6 @@ class ClientConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
         self.closing = True
-
-    def unwatch(self) -> None:
-        if self.watched:
-            self.watched = {}
-        self.watch_epoch += 1
 
     def refresh_local_kinds(self) -> None:
         """Which kinds of data command this connection runs on local state at

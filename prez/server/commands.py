@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import prez
-from prez._core.replytypes import NULL_ARRAY
 from prez.config import PARAMS, BadValue
 from prez.errors import (
     DB_OUT_OF_RANGE,
@@ -27,8 +26,7 @@ from prez.errors import (
 )
 from prez.kv.command import CommandSpec, declare
 from prez.kv.digest import digest, key_digest
-from prez.kv.transaction import ABSENT, EXEC_COMMAND, exec_args, watch_digest
-from prez.server.dispatch import READ
+from prez.kv.transaction import EXEC_COMMAND, exec_args
 
 if TYPE_CHECKING:
     from prez.server.client import ClientConnection
@@ -139,29 +137,18 @@ def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
     if commands is None:
         raise CommandError("ERR EXEC without MULTI")
     conn.multi, conn.multi_failed = None, False
-    watched = list(conn.watched.items())
-    conn.unwatch()
     if failed:
         raise CommandError(
             "EXECABORT Transaction discarded because of previous errors."
         )
-    if any(digest is None for _, digest in watched):
-        return NULL_ARRAY  # a WATCH not answered yet: as if its key changed
-    if not commands and not watched:
+    if not commands:
         return []
     # One replicated command for the whole batch: one log entry, applied
     # atomically at one point of every replica's history.
     server = conn.server
     entry = conn.lookup[EXEC_COMMAND]
     entry.calls += 1
-    tx = exec_args(
-        commands,
-        [
-            (index, key, digest)
-            for (index, key), digest in watched
-            if digest is not None
-        ],
-    )
+    tx = exec_args(commands)
     now = time.time_ns() // 1_000_000
     driver = server.driver
     if driver.writes_local:
@@ -181,7 +168,6 @@ def discard(conn: ClientConnection, args: list[bytes]) -> Any:
     if conn.multi is None:
         raise CommandError("ERR DISCARD without MULTI")
     conn.multi, conn.multi_failed = None, False
-    conn.unwatch()
     return "OK"
 
 
@@ -199,38 +185,10 @@ def discard(conn: ClientConnection, args: list[bytes]) -> Any:
 def watch(conn: ClientConnection, args: list[bytes]) -> Any:
     if conn.multi is not None:
         raise CommandError("ERR WATCH inside MULTI is not allowed")
-    index = conn.db
-    keys = args[1:]
-    watched = conn.watched
-    epoch = conn.watch_epoch
-    for key in keys:
-        # None until the read below answers: an EXEC that comes first
-        # (WATCH pipelined with it) aborts, since nothing is known yet.
-        watched.setdefault((index, key), None)
-
-    def remember(db: Any, _args: list[bytes], now: int) -> str:
-        if conn.watch_epoch == epoch:  # not unwatched meanwhile
-            for key in keys:
-                if watched.get((index, key), ABSENT) is None:
-                    watched[(index, key)] = watch_digest(db, key, now)
-        return "OK"
-
-    # The digests come from a read like any other (linearizable by default):
-    # the state the client's next reads will see, or a later one.
-    now = time.time_ns() // 1_000_000
-    if conn.local_kinds & (1 << READ):  # reads are served locally
-        return remember(conn.server.store.dbs[index], args, now)
-    return conn.server.driver.read(_WatchRead(remember), conn, args, now)
-
-
-class _WatchRead:
-    """WATCH's read, shaped as the command entry the driver's read path
-    calls: it records the digests on the connection and answers OK."""
-
-    __slots__ = ("handler",)
-
-    def __init__(self, handler: Callable[..., Any]) -> None:
-        self.handler = handler
+    raise CommandError(
+        "ERR WATCH is not supported: MULTI/EXEC transactions are applied "
+        "atomically, but without optimistic locking"
+    )
 
 
 @server_command(
@@ -242,8 +200,7 @@ class _WatchRead:
     since="2.2.0",
 )
 def unwatch(conn: ClientConnection, args: list[bytes]) -> Any:
-    conn.unwatch()
-    return "OK"
+    return "OK"  # nothing is ever watched
 
 
 @server_command(
@@ -351,7 +308,6 @@ def select(conn: ClientConnection, args: list[bytes]) -> Any:
 )
 def reset(conn: ClientConnection, args: list[bytes]) -> Any:
     conn.multi, conn.multi_failed = None, False
-    conn.unwatch()
     conn.db = 0
     conn.name = b""
     conn.set_protocol(2)
