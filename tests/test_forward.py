@@ -629,6 +629,27 @@ def test_no_leader_listening_is_safe_to_retry() -> None:
 
 
 @pytest.mark.integration
+def test_a_dial_that_reaches_itself_is_no_leader() -> None:
+    """With nothing at the leader's address, TCP may connect the dialing
+    socket to itself (its ephemeral port being that very port): the
+    forwarder must not read its own requests back as the leader's replies."""
+    port = free_port()
+    addr = f"{HOST}:{port}"
+
+    async def scenario() -> None:
+        forwarder = Forwarder()
+        forwarder.local_addr = (HOST, port)  # what the kernel once chose in CI
+        for _ in range(3):
+            message = await failure_of(
+                forwarder.forward(addr, 0, False, [b"SET", b"k", b"v"])
+            )
+            assert message == LEADER_UNREACHABLE
+        await forwarder.close()
+
+    run(scenario)
+
+
+@pytest.mark.integration
 def test_a_bad_address_is_safe_to_retry() -> None:
     async def scenario() -> None:
         forwarder = Forwarder()

@@ -32,7 +32,7 @@ from prez._core.replyframe_py import ReplyFramer
 from prez._core.replytypes import Raw
 from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, ProtocolError
 from prez.server.logging import log
-from prez.server.peer import outbound_local_addr
+from prez.server.peer import outbound_local_addr, reset_if_connected_to_itself
 
 # Safe to retry: the request was never written to the leader.
 LEADER_UNREACHABLE = "CLUSTERDOWN The leader is unreachable"
@@ -334,6 +334,12 @@ class _LeaderConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.closed:
             transport.close()
+            return
+        if reset_if_connected_to_itself(transport):
+            # Nothing listens at the leader's address: our own requests
+            # would come back as its "replies". connection_lost follows and
+            # fails the waiting requests as unreachable.
+            log.verbose(f"Forwarding to {self.addr} reached this socket itself")
             return
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         sock = transport.get_extra_info("socket")

@@ -80,6 +80,29 @@ def _set_nodelay(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def reset_if_connected_to_itself(transport: asyncio.BaseTransport) -> bool:
+    """Abort a connection that TCP made to its own socket; True if it did.
+
+    Dialing a local port that nothing listens on can succeed when the
+    kernel picks that same port as the dialer's ephemeral port (TCP
+    simultaneous open). The dialer would then hold the port the member
+    needs to bind, and read its own requests back as answers. The reset
+    (linger 0) leaves no TIME_WAIT behind either, which would keep some
+    listeners from binding the port.
+    """
+    sockname = transport.get_extra_info("sockname")
+    if sockname is None or sockname != transport.get_extra_info("peername"):
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+    transport.abort()  # type: ignore[attr-defined]
+    return True
+
+
 def _format_addr(addr: object) -> str:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return f"{addr[0]}:{addr[1]}"
@@ -468,20 +491,7 @@ class PeerBus:
                 "closed as soon as it opened"
             )
             return
-        sockname = transport.get_extra_info("sockname")
-        if sockname is not None and sockname == transport.get_extra_info("peername"):
-            # TCP connected the socket to itself: its ephemeral port happened
-            # to be the member's port while the member was down. Let go at
-            # once, or we would hold the port the member needs to bind; and
-            # with a reset (linger 0), since even a TIME_WAIT left behind
-            # would keep some listeners from binding it.
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError, AttributeError):
-                    sock.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                    )
-            transport.abort()
+        if reset_if_connected_to_itself(transport):
             log.debug(
                 f"Connecting to peer {link.name} at {host}:{port} reached this "
                 "socket itself; dropped"

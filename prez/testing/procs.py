@@ -31,11 +31,25 @@ class Fatal(Exception):
     """Raised by a wait_until condition that can never become true."""
 
 
-# Test servers listen on ports below the kernel's ephemeral range (32768 and
-# up on Linux by default), so that no outgoing connection on the machine (a
-# benchmark's clients, a node dialing a peer that is not up yet) can be given
-# the port between the probe here and the server's bind.
-PORT_LOW, PORT_HIGH = 10000, 32767
+def _outside_ephemeral_range() -> tuple[int, int]:
+    """Ports the kernel never hands out as ephemeral (outgoing) ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    if low > 11000:
+        return 10000, low - 1
+    if high < 64000:
+        return high + 1, 65535
+    return 10000, 32767  # no room outside: the best that can be done
+
+
+# Test servers listen outside the kernel's ephemeral range, so that no
+# outgoing connection on the machine (a benchmark's clients, a node dialing
+# a peer that is not up yet) can be given the port between the probe here
+# and the server's bind.
+PORT_LOW, PORT_HIGH = _outside_ephemeral_range()
 _port_rng = random.Random()
 
 
