@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,24 @@ def test_exec_args_round_trip() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        [b"prez.exec", b"x", b"GET", b"k"],  # not a count
-        [b"prez.exec", b"3", b"GET", b"k"],  # runs past the end
-        [b"prez.exec", b"0", b"GET"],  # an empty command
+        [b"prez.exec", b"1", b"x", b"GET", b"k"],  # not a count
+        [b"prez.exec", b"1", b"3", b"GET", b"k"],  # runs past the end
+        [b"prez.exec", b"1", b"0", b"GET"],  # an empty command
     ],
 )
 def test_malformed_exec_is_refused_whole(args: list[bytes]) -> None:
     store = KVStore()
     with pytest.raises(CommandError, match="malformed PREZ.EXEC"):
         execute(store, 0, args, 0)
+
+
+def test_exec_of_an_unknown_format_is_refused() -> None:
+    store = KVStore()
+    args = exec_args([[b"SET", b"k", b"1"]])
+    args[1] = b"2"
+    with pytest.raises(CommandError, match="format b'2' is not one this version"):
+        execute(store, 0, args, 0)
+    assert execute(store, 0, [b"EXISTS", b"k"], 0) == 0
 
 
 def test_exec_runs_in_order_and_keeps_each_error_in_its_place() -> None:
@@ -75,7 +85,7 @@ def test_exec_runs_in_order_and_keeps_each_error_in_its_place() -> None:
     [
         ([b"NOSUCH", b"k"], "unknown command"),
         ([b"SET", b"k"], "wrong number of arguments"),
-        ([b"prez.exec", b"2", b"GET", b"k"], "unknown command"),  # no nesting
+        ([b"prez.exec", b"1", b"2", b"GET", b"k"], "unknown command"),  # no nesting
     ],
 )
 def test_exec_with_a_bad_command_runs_nothing(bad: list[bytes], error: str) -> None:
@@ -137,6 +147,13 @@ def test_transaction_commands_one_by_one(prez_server: ServerProcess) -> None:
             "EXEC",
             "WATCH k",
             "UNWATCH",
+            "MULTI",
+            "UNWATCH",  # queued, as in Redis, like PING
+            "PING",
+            "EXEC",
+            "MULTI",
+            "EXEC extra",  # refused for its arity: the transaction is lost
+            "EXEC",
             "",
         ]
     )
@@ -179,6 +196,14 @@ def test_transaction_commands_one_by_one(prez_server: ServerProcess) -> None:
         "ERR WATCH is not supported: MULTI/EXEC transactions are applied "
         "atomically, but without optimistic locking",
         "OK",
+        "OK",
+        "QUEUED",
+        "QUEUED",
+        "OK",
+        "PONG",
+        "OK",
+        "ERR wrong number of arguments for 'exec' command",
+        "EXECABORT Transaction discarded because of previous errors.",
     ]
 
 
@@ -200,6 +225,7 @@ def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> 
         nodes = list(cluster.nodes)
         committed = [0] * len(nodes)
         torn: list[tuple[bytes, bytes]] = []
+        failures: list[BaseException] = []
         stop = threading.Event()
 
         def writer(i: int) -> None:
@@ -209,8 +235,18 @@ def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> 
                     pipe = c.pipeline()
                     pipe.incr("a").incr("b")
                     a, b = pipe.execute()
-                    assert a == b
+                    if a != b:
+                        torn.append((a, b))
                     committed[i] += 1
+
+        def reporting(body: Callable[..., None], *args: int) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    body(*args)
+                except BaseException as e:  # noqa: BLE001 - re-raised by the test
+                    failures.append(e)
+
+            return run
 
         def reader() -> None:
             deadline = time.monotonic() + 30
@@ -223,8 +259,8 @@ def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> 
                     if a != b:
                         torn.append((a, b))
 
-        threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
-        threads.append(threading.Thread(target=reader))
+        threads = [threading.Thread(target=reporting(writer, i)) for i in range(3)]
+        threads.append(threading.Thread(target=reporting(reader)))
         for t in threads:
             t.start()
         try:
@@ -233,6 +269,7 @@ def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> 
             stop.set()
             for t in threads:
                 t.join(30)
+        assert not failures, failures
         assert not torn, torn[:5]
         total = sum(committed)
         with cluster.client(leader) as c:

@@ -20,12 +20,16 @@ from prez.kv.command import COMMANDS, command
 from prez.kv.keyspace import Keyspace
 
 EXEC_COMMAND = b"prez.exec"
+# The layout of PREZ.EXEC's arguments. It is written into the log: a later
+# layout gets a new number, so that a node that does not know it refuses
+# the entry instead of misreading it.
+EXEC_FORMAT = b"1"
 
 
 def exec_args(commands: list[list[bytes]]) -> list[bytes]:
-    """The PREZ.EXEC command for `commands`: each as its argument count,
-    then its arguments."""
-    args = [EXEC_COMMAND]
+    """The PREZ.EXEC command for `commands`: the format, then each command
+    as its argument count and its arguments."""
+    args = [EXEC_COMMAND, EXEC_FORMAT]
     for cmd in commands:
         args.append(b"%d" % len(cmd))
         args.extend(cmd)
@@ -34,8 +38,12 @@ def exec_args(commands: list[list[bytes]]) -> list[bytes]:
 
 def split_exec_args(args: list[bytes]) -> list[list[bytes]]:
     """The commands a PREZ.EXEC carries (the inverse of exec_args)."""
+    if args[1] != EXEC_FORMAT:
+        raise CommandError(
+            f"ERR PREZ.EXEC format {args[1]!r} is not one this version knows"
+        )
     commands = []
-    i, end = 1, len(args)
+    i, end = 2, len(args)
     while i < end:
         try:
             count = int(args[i])
@@ -60,17 +68,22 @@ def _echo(db: Keyspace, args: list[bytes], now: int) -> Any:
     return args[1]
 
 
+def _unwatch(db: Keyspace, args: list[bytes], now: int) -> Any:
+    return "OK"  # nothing is ever watched (WATCH is refused)
+
+
 # Connection commands whose reply depends on nothing but their arguments:
 # they may be queued in a transaction, as in Redis, and answer in place.
 PURE_COMMANDS: dict[bytes, Callable[[Keyspace, list[bytes], int], Any]] = {
     b"ping": _ping,
     b"echo": _echo,
+    b"unwatch": _unwatch,
 }
 
 
 @command(
     "prez.exec",
-    -3,
+    -4,
     "write",
     group="transactions",
     summary="Runs a batch of commands atomically (what EXEC replicates).",

@@ -44,9 +44,7 @@ Future = asyncio.Future
 # Commands a client may send before AUTH when requirepass is set.
 NOAUTH_ALLOWED = frozenset({"auth", "hello", "quit"})
 # Run at once even between MULTI and EXEC; every other command is queued.
-MULTI_CONTROL = frozenset(
-    {"exec", "discard", "multi", "watch", "unwatch", "quit", "reset"}
-)
+MULTI_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
 # Connection and server commands act on this node, not on the replicated
 # data, so they cannot join a transaction that every replica applies (but
 # PING and ECHO, which answer from their arguments alone: PURE_COMMANDS).
@@ -263,6 +261,7 @@ class ClientConnection(asyncio.Protocol):
         timing = clock is not None and entry.calls % TIMING_SAMPLE == 0
         entry.calls += 1
         started = clock() if timing and clock is not None else 0
+        checked = False
         try:
             arity = entry.arity
             argc = len(args)
@@ -270,6 +269,7 @@ class ClientConnection(asyncio.Protocol):
                 raise wrong_arity(entry.name)
             if not self.authed and entry.name not in NOAUTH_ALLOWED:
                 raise CommandError(NOAUTH)
+            checked = True
             kind = entry.kind
             driver = server.driver
             if self.multi is not None and entry.name not in MULTI_CONTROL:
@@ -291,8 +291,12 @@ class ClientConnection(asyncio.Protocol):
                 reply = entry.handler(self, args)
         except CommandError as e:
             entry.failed += 1
-            if self.multi is not None and entry.name not in MULTI_CONTROL:
-                self.multi_failed = True  # refused while queueing
+            if self.multi is not None and (
+                not checked or entry.name not in MULTI_CONTROL
+            ):
+                # Refused while queueing (as Redis does, even EXEC refused
+                # for its arity): the transaction can only be discarded.
+                self.multi_failed = True
             # Kept as the reply: drop the traceback, whose frame refers back
             # to the error (a cycle only the GC could free, see app.py).
             reply = e.with_traceback(None)
