@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from prez._core.replytypes import NULL_ARRAY
 from prez.errors import CommandError
 from prez.kv import KVStore, execute
-from prez.kv.transaction import exec_args, split_exec_args
+from prez.kv.transaction import ABSENT, Watch, exec_args, split_exec_args, watch_digest
 from prez.testing.cluster import Cluster
 from prez.testing.procs import HOST, ServerProcess, wait_until
 
@@ -31,17 +32,21 @@ TIMEOUT_MS = 500
 
 def test_exec_args_round_trip() -> None:
     commands = [[b"SET", b"k", b"v"], [b"GET", b"k"], [b"DEL", b"a", b"b", b"3"]]
-    args = exec_args(commands)
-    assert args[0] == b"prez.exec"
-    assert split_exec_args(args) == commands
+    watches = [Watch(0, b"k", b"\x01" * 20, 7), Watch(2, b"3", ABSENT, 0)]
+    args = exec_args(commands, watches)
+    assert args[:2] == [b"prez.exec", b"1"]
+    assert split_exec_args(args) == (watches, commands)
+    assert split_exec_args(exec_args(commands)) == ([], commands)
 
 
 @pytest.mark.parametrize(
     "args",
     [
-        [b"prez.exec", b"1", b"x", b"GET", b"k"],  # not a count
-        [b"prez.exec", b"1", b"3", b"GET", b"k"],  # runs past the end
-        [b"prez.exec", b"1", b"0", b"GET"],  # an empty command
+        [b"prez.exec", b"1", b"0", b"x", b"GET", b"k"],  # not a count
+        [b"prez.exec", b"1", b"0", b"3", b"GET", b"k"],  # runs past the end
+        [b"prez.exec", b"1", b"0", b"0", b"GET"],  # an empty command
+        [b"prez.exec", b"1", b"2", b"0", b"k", b"d", b"1"],  # fewer watches
+        [b"prez.exec", b"1", b"1", b"99", b"k", b"d", b"1"],  # no such database
     ],
 )
 def test_malformed_exec_is_refused_whole(args: list[bytes]) -> None:
@@ -80,12 +85,39 @@ def test_exec_runs_in_order_and_keeps_each_error_in_its_place() -> None:
     assert replies[2:] == [2, b"2"]
 
 
+def test_exec_runs_only_if_every_watched_key_is_as_it_was() -> None:
+    """At apply, each replica compares the digests (a key that expired
+    or changed aborts); which writes came after WATCH is the leader's
+    check (prez/server/watch.py)."""
+    store = KVStore()
+    db = store.dbs[0]
+    execute(store, 0, [b"SET", b"k", b"1"], 0)
+    watches = [Watch(0, b"k", watch_digest(db, b"k", 0), 0)]
+    watches.append(Watch(3, b"absent", watch_digest(store.dbs[3], b"absent", 0), 0))
+    assert watches[1][2] == ABSENT
+    incr = [[b"INCR", b"k"]]
+    assert execute(store, 0, exec_args(incr, watches), 0) == [2]
+    # k is 2 now, not what was watched: nothing runs, the reply is nil.
+    assert execute(store, 0, exec_args(incr, watches), 0) is NULL_ARRAY
+    assert execute(store, 0, [b"GET", b"k"], 0) == b"2"
+    # A new expiry is a change too, and so is a key appearing in db 3.
+    watches = [Watch(0, b"k", watch_digest(db, b"k", 0), 0)]
+    execute(store, 0, [b"PEXPIRE", b"k", b"100000"], 0)
+    assert execute(store, 0, exec_args(incr, watches), 0) is NULL_ARRAY
+    watches = [Watch(3, b"absent", ABSENT, 0)]
+    execute(store, 3, [b"SET", b"absent", b"x"], 0)
+    assert execute(store, 0, exec_args(incr, watches), 0) is NULL_ARRAY
+    # Watches and no command: an empty reply when nothing changed.
+    watches = [Watch(0, b"k", watch_digest(db, b"k", 0), 0)]
+    assert execute(store, 0, exec_args([], watches), 0) == []
+
+
 @pytest.mark.parametrize(
     "bad, error",
     [
         ([b"NOSUCH", b"k"], "unknown command"),
         ([b"SET", b"k"], "wrong number of arguments"),
-        ([b"prez.exec", b"1", b"2", b"GET", b"k"], "unknown command"),  # no nesting
+        ([b"prez.exec", b"1", b"0", b"2", b"GET", b"k"], "unknown command"),
     ],
 )
 def test_exec_with_a_bad_command_runs_nothing(bad: list[bytes], error: str) -> None:
@@ -146,7 +178,17 @@ def test_transaction_commands_one_by_one(prez_server: ServerProcess) -> None:
             "RESET",
             "EXEC",
             "WATCH k",
+            "SET k changed",
+            "MULTI",
+            "SET k mine",
+            "EXEC",
+            "GET k",
+            "WATCH k",
             "UNWATCH",
+            "SET k changed-again",
+            "MULTI",
+            "SET k mine",
+            "EXEC",
             "MULTI",
             "UNWATCH",  # queued, as in Redis, like PING
             "PING",
@@ -193,9 +235,18 @@ def test_transaction_commands_one_by_one(prez_server: ServerProcess) -> None:
         "ERR WATCH inside MULTI is not allowed",
         "RESET",
         "ERR EXEC without MULTI",
-        "ERR WATCH is not supported: MULTI/EXEC transactions are applied "
-        "atomically, but without optimistic locking",
+        "OK",  # WATCH k
+        "OK",  # SET k changed
         "OK",
+        "QUEUED",
+        # EXEC: nil (a watched key was written), printed as an empty line
+        "changed",
+        "OK",  # WATCH k
+        "OK",  # UNWATCH
+        "OK",
+        "OK",
+        "QUEUED",
+        "OK",  # EXEC's one reply
         "OK",
         "QUEUED",
         "QUEUED",
@@ -205,6 +256,50 @@ def test_transaction_commands_one_by_one(prez_server: ServerProcess) -> None:
         "ERR wrong number of arguments for 'exec' command",
         "EXECABORT Transaction discarded because of previous errors.",
     ]
+
+
+def test_redis_py_watch_aborts_when_the_key_was_written(
+    r: redis.Redis, prez_server: ServerProcess
+) -> None:
+    r.set("k", "1")
+    with r.pipeline() as pipe, _client(prez_server) as other:
+        pipe.watch("k")
+        assert pipe.get("k") == b"1"
+        other.set("k", "2")
+        pipe.multi()
+        pipe.set("k", "from-1")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+        # Not written since WATCH: it goes through.
+        pipe.watch("k")
+        value = int(pipe.get("k"))
+        pipe.multi()
+        pipe.set("k", value + 1)
+        assert pipe.execute() == [True]
+    assert r.get("k") == b"3"
+
+
+def test_watch_aborts_even_if_the_value_was_written_back(
+    r: redis.Redis, prez_server: ServerProcess
+) -> None:
+    """k=5; WATCH k; another client sets 6; GET reads 6; a third sets 5
+    again; EXEC must not run (its SET was computed from 6, and the write of
+    5 would be lost): Redis aborts on a write, not on a different value."""
+    r.set("k", "5")
+    with r.pipeline() as pipe, _client(prez_server) as b, _client(prez_server) as c:
+        pipe.watch("k")
+        b.set("k", "6")
+        seen = int(pipe.get("k"))
+        c.set("k", "5")
+        pipe.multi()
+        pipe.set("k", seen + 1)
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert r.get("k") == b"5"
+
+
+def _client(server: ServerProcess) -> redis.Redis:
+    return redis.Redis(host=HOST, port=server.port, socket_timeout=10)
 
 
 def test_exec_reply_in_resp3(r3: redis.Redis) -> None:
@@ -278,6 +373,70 @@ def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> 
         cluster.wait_applied(commit, nodes=nodes)
         digests = {cluster.client(n).execute_command("DEBUG", "DIGEST") for n in nodes}
         assert len(digests) == 1
+
+
+def test_watch_makes_read_modify_write_safe_through_every_node(
+    tmp_path: Path,
+) -> None:
+    """Clients on all three nodes increment one counter by WATCH, GET,
+    MULTI, SET, EXEC. Conflicts abort (and are retried), and no increment
+    is lost: the counter ends equal to the number of successful EXECs."""
+    with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
+        cluster.leader()
+        nodes = list(cluster.nodes)
+        done = [0] * len(nodes)
+        aborted = [0] * len(nodes)
+
+        def worker(i: int) -> None:
+            deadline = time.monotonic() + 30  # every load loop is bounded
+            with (
+                redis.Redis(host=HOST, port=nodes[i].port, socket_timeout=10) as c,
+                c.pipeline() as pipe,
+            ):
+                while sum(done) < 300 and time.monotonic() < deadline:
+                    try:
+                        pipe.watch("counter")
+                        value = int(pipe.get("counter") or 0)
+                        pipe.multi()
+                        pipe.set("counter", value + 1)
+                        pipe.execute()
+                        done[i] += 1
+                    except redis.WatchError:
+                        aborted[i] += 1
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sum(done) >= 300, (done, aborted)
+        assert sum(aborted) > 0, "no conflict happened: the test proved nothing"
+        with cluster.client(cluster.leader()) as c:
+            assert int(c.get("counter")) == sum(done), (done, aborted)
+
+
+def test_watch_on_a_follower_aborts_after_a_write_back(tmp_path: Path) -> None:
+    """The lost-update case across nodes: WATCH and GET on a follower, the
+    key written and written back through the leader, EXEC on the follower
+    (forwarded): it must abort."""
+    with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
+        leader = cluster.leader()
+        follower = cluster.followers(leader)[0]
+        with cluster.client(leader) as c:
+            c.set("k", "5")
+        with cluster.client(follower) as f, cluster.client(leader) as c:
+            pipe = f.pipeline()
+            pipe.watch("k")
+            c.set("k", "6")
+            seen = int(pipe.get("k"))  # linearizable: sees 6
+            assert seen == 6
+            c.set("k", "5")
+            pipe.multi()
+            pipe.set("k", seen + 1)
+            with pytest.raises(redis.WatchError):
+                pipe.execute()
+            pipe.reset()
+            assert c.get("k") == b"5"
 
 
 def test_exec_on_a_follower_in_moved_mode_is_redirected(tmp_path: Path) -> None:

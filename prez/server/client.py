@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
-from prez.kv.transaction import PURE_COMMANDS
+from prez.kv.transaction import PURE_COMMANDS, Watch
 from prez.server.commands import NO_REPLY
 from prez.server.dispatch import READ, SERVER, WRITE, Deferred
 from prez.server.logging import log
@@ -84,6 +84,8 @@ class ClientConnection(asyncio.Protocol):
         "local_kinds",
         "multi",
         "multi_failed",
+        "watched",
+        "watch_epoch",
     )
 
     def __init__(self, server: Server) -> None:
@@ -119,6 +121,11 @@ class ClientConnection(asyncio.Protocol):
         # and whether one was refused while queueing (EXEC then aborts).
         self.multi: list[list[bytes]] | None = None
         self.multi_failed = False
+        # WATCHed keys: (db, key) -> what WATCH's read saw (None until that
+        # read answers); the epoch tells a late answer that the keys were
+        # unwatched since.
+        self.watched: dict[tuple[int, bytes], Watch | None] = {}
+        self.watch_epoch = 0
 
     @property
     def last_command(self) -> str:
@@ -385,6 +392,11 @@ class ClientConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
         self.closing = True
+
+    def unwatch(self) -> None:
+        if self.watched:
+            self.watched = {}
+        self.watch_epoch += 1
 
     def refresh_local_kinds(self) -> None:
         """Which kinds of data command this connection runs on local state at

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import prez
+from prez._core.replytypes import NULL_ARRAY
 from prez.config import PARAMS, BadValue
 from prez.errors import (
     DB_OUT_OF_RANGE,
@@ -26,7 +27,8 @@ from prez.errors import (
 )
 from prez.kv.command import CommandSpec, declare
 from prez.kv.digest import digest, key_digest
-from prez.kv.transaction import EXEC_COMMAND, exec_args
+from prez.kv.transaction import EXEC_COMMAND, Watch, exec_args, watch_digest
+from prez.server.dispatch import READ
 
 if TYPE_CHECKING:
     from prez.server.client import ClientConnection
@@ -137,18 +139,25 @@ def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
     if commands is None:
         raise CommandError("ERR EXEC without MULTI")
     conn.multi, conn.multi_failed = None, False
+    watched = list(conn.watched.values())
+    conn.unwatch()
     if failed:
         raise CommandError(
             "EXECABORT Transaction discarded because of previous errors."
         )
-    if not commands:
+    watches = [watch for watch in watched if watch is not None]
+    if len(watches) < len(watched):
+        # A WATCH not answered yet (sent in one go with EXEC) or whose read
+        # failed: what it would have seen is unknown, so as if it changed.
+        return NULL_ARRAY
+    if not commands and not watches:
         return []
     # One replicated command for the whole batch: one log entry, applied
     # atomically at one point of every replica's history.
     server = conn.server
     entry = conn.lookup[EXEC_COMMAND]
     entry.calls += 1
-    tx = exec_args(commands)
+    tx = exec_args(commands, watches)
     now = time.time_ns() // 1_000_000
     driver = server.driver
     if driver.writes_local:
@@ -168,6 +177,7 @@ def discard(conn: ClientConnection, args: list[bytes]) -> Any:
     if conn.multi is None:
         raise CommandError("ERR DISCARD without MULTI")
     conn.multi, conn.multi_failed = None, False
+    conn.unwatch()
     return "OK"
 
 
@@ -185,10 +195,47 @@ def discard(conn: ClientConnection, args: list[bytes]) -> Any:
 def watch(conn: ClientConnection, args: list[bytes]) -> Any:
     if conn.multi is not None:
         raise CommandError("ERR WATCH inside MULTI is not allowed")
-    raise CommandError(
-        "ERR WATCH is not supported: MULTI/EXEC transactions are applied "
-        "atomically, but without optimistic locking"
-    )
+    server = conn.server
+    driver = server.driver
+    if driver.writes_local:
+        # A node without a log: from now on its writes are counted and
+        # tracked, so they must leave the fast path that runs them directly.
+        driver.track_writes()
+        for client in server.clients.values():
+            client.refresh_local_kinds()
+    index = conn.db
+    keys = args[1:]
+    watched = conn.watched
+    epoch = conn.watch_epoch
+    for key in keys:
+        watched.setdefault((index, key), None)
+
+    def remember(db: Any, _args: list[bytes], now: int) -> str:
+        if conn.watch_epoch == epoch:  # not unwatched meanwhile
+            for key in keys:
+                if (index, key) in watched and watched[(index, key)] is None:
+                    watched[(index, key)] = Watch(
+                        index, key, watch_digest(db, key, now), driver.applied
+                    )
+        return "OK"
+
+    # A read like any other (linearizable by default): it sees what the
+    # client's next reads will see, or an earlier point after WATCH arrived,
+    # and `driver.applied` is the point it saw.
+    now = time.time_ns() // 1_000_000
+    if conn.local_kinds & (1 << READ):  # reads are served locally
+        return remember(server.store.dbs[index], args, now)
+    return driver.read(_WatchRead(remember), conn, args, now)
+
+
+class _WatchRead:
+    """WATCH's read, shaped as the command entry the driver's read path
+    calls: it records what it saw on the connection and answers OK."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[..., Any]) -> None:
+        self.handler = handler
 
 
 @server_command(
@@ -200,7 +247,8 @@ def watch(conn: ClientConnection, args: list[bytes]) -> Any:
     since="2.2.0",
 )
 def unwatch(conn: ClientConnection, args: list[bytes]) -> Any:
-    return "OK"  # nothing is ever watched
+    conn.unwatch()
+    return "OK"
 
 
 @server_command(
@@ -308,6 +356,7 @@ def select(conn: ClientConnection, args: list[bytes]) -> Any:
 )
 def reset(conn: ClientConnection, args: list[bytes]) -> Any:
     conn.multi, conn.multi_failed = None, False
+    conn.unwatch()
     conn.db = 0
     conn.name = b""
     conn.set_protocol(2)

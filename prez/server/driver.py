@@ -12,8 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from prez._core.replytypes import NULL_ARRAY
 from prez.kv import KVStore
+from prez.kv.transaction import EXEC_COMMAND, split_exec_args
 from prez.server.dispatch import CommandEntry
+from prez.server.watch import WriteTracker
+
+EXEC_NAME = EXEC_COMMAND.decode()
 
 if TYPE_CHECKING:
     from prez.server.client import ClientConnection
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
 class Driver(Protocol):
     reads_local: bool  # read() is a plain handler call on local state
     writes_local: bool  # propose() is a plain handler call on local state
+    applied: int  # what WATCH records as the point its read saw
 
     def propose(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
@@ -41,7 +47,6 @@ class LocalDriver:
 
     # The client protocol calls handlers directly when these are set.
     reads_local = True
-    writes_local = True
 
     def __init__(
         self,
@@ -52,11 +57,30 @@ class LocalDriver:
         self.store = store
         self.commands = commands
         self.on_expired = on_expired
+        self.writes_local = True
+        # Once a WATCH needs it, every write goes through propose() and is
+        # counted (the stand-in for a log index) and tracked.
+        self.watch = WriteTracker()
+        self.applied = 0
+
+    def track_writes(self) -> None:
+        """Called by WATCH: from now on, writes come through propose()
+        (the caller refreshes every connection's fast path)."""
+        self.watch.enable(self.applied + 1)
+        self.writes_local = False
 
     def propose(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
     ) -> Any:
-        return entry.handler(self.store.dbs[client.db], args, now)
+        if entry.name == EXEC_NAME:
+            watches, _ = split_exec_args(args)
+            if watches and self.watch.written_since(watches):
+                return NULL_ARRAY
+        result = entry.handler(self.store.dbs[client.db], args, now)
+        if self.watch.enabled:
+            self.applied += 1
+            self.watch.note(entry.spec, client.db, args, self.applied)
+        return result
 
     def read(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int
@@ -69,5 +93,8 @@ class LocalDriver:
     def propose_internal(self, db: int, args: list[bytes], now: int) -> None:
         entry = self.commands[args[0].decode()]
         result = entry.handler(self.store.dbs[db], args, now)
+        if self.watch.enabled:
+            self.applied += 1
+            self.watch.note(entry.spec, db, args, self.applied)
         if entry.name == "prez.expire" and isinstance(result, int):
             self.on_expired(result)

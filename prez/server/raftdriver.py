@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from prez._core.entry import decode_command, encode_command
+from prez._core.replytypes import NULL_ARRAY
 from prez.config import read_nodes_file
 from prez.errors import (
     NO_LEADER,
@@ -58,6 +59,8 @@ from prez.errors import (
     StorageError,
     wrong_arity,
 )
+from prez.kv.command import COMMANDS
+from prez.kv.transaction import EXEC_COMMAND, split_exec_args
 from prez.raft.core import (
     ConfChangeInProgress,
     ConfChangeRefused,
@@ -86,6 +89,7 @@ from prez.server.forward import Forwarder
 from prez.server.logging import DEBUG, log
 from prez.server.peer import PeerBus
 from prez.server.snapshots import SnapshotManager
+from prez.server.watch import WriteTracker
 from prez.storage.members import (
     MemberRegistry,
     decode_members,
@@ -123,6 +127,9 @@ MEMBERSHIP_IN_PROGRESS = (
 # How long a joining node keeps asking to be added (the cluster may be
 # electing, or busy with another change).
 JOIN_TIMEOUT = 60.0
+
+
+EXEC_NAME = EXEC_COMMAND.decode()
 
 
 class RaftDriver:
@@ -209,6 +216,7 @@ class RaftDriver:
             password=config["requirepass"], source_host=host
         )
         self.pending: dict[int, tuple[int, Deferred]] = {}  # index -> (term, reply)
+        self.watch = WriteTracker()  # for WATCH: keys written since an index
         self.applied = 0
         self._read_batch: list[tuple[CommandEntry, int, list[bytes], Deferred]] = []
         self._read_flush_scheduled = False
@@ -336,6 +344,14 @@ class RaftDriver:
         node = self.node
         assert node is not None
         if self.role is Role.LEADER:
+            if entry.name == EXEC_NAME:
+                watches, _ = split_exec_args(args)
+                if watches:
+                    # Checked against every write appended before it, and
+                    # proposed right behind them (prez/server/watch.py).
+                    self.watch.enable(node.last_index + 1)
+                    if self.watch.written_since(watches):
+                        return NULL_ARRAY
             data = encode_command(now, client.db, args)
             if len(data) > MAX_ENTRY_BYTES:
                 raise CommandError(
@@ -357,6 +373,8 @@ class RaftDriver:
                     self._resolve(stale[1], CommandError(OUTCOME_UNKNOWN))
                 self.pending[index] = (node.term, reply)
                 self.proposals += 1
+                if self.watch.enabled:
+                    self.watch.note(entry.spec, client.db, args, index)
                 self._kick()
                 return reply
         return self._not_leader(entry, client, args)
@@ -366,9 +384,12 @@ class RaftDriver:
         node = self.node
         if node is not None and self.role is Role.LEADER:
             try:
-                node.propose(encode_command(now, db, args))
+                index = node.propose(encode_command(now, db, args))
             except NotLeader:
                 return
+            if self.watch.enabled:
+                spec = COMMANDS[args[0].decode()]
+                self.watch.note(spec, db, args, index)
             self._kick()
 
     def _not_leader(
@@ -1384,6 +1405,9 @@ class RaftDriver:
         if soft.role is not Role.LEADER:
             self._stepped_down.set()
         if soft.role is Role.LEADER:
+            # Which keys earlier leaders' entries wrote is not known here.
+            assert self.node is not None
+            self.watch.restart(self.node.last_index + 1)
             log.notice(f"Became leader for term {soft.term}")
         elif soft.role is Role.FOLLOWER and soft.leader is not None:
             log.notice(f"Following {soft.leader} in term {soft.term}")
