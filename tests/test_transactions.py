@@ -20,8 +20,9 @@ import redis
 
 from prez._core.replytypes import NULL_ARRAY
 from prez.errors import CommandError
-from prez.kv import KVStore, execute
+from prez.kv import COMMANDS, KVStore, execute
 from prez.kv.transaction import ABSENT, Watch, exec_args, split_exec_args, watch_digest
+from prez.server.watch import WriteTracker
 from prez.testing.cluster import Cluster
 from prez.testing.procs import HOST, ServerProcess, wait_until
 
@@ -34,7 +35,7 @@ def test_exec_args_round_trip() -> None:
     commands = [[b"SET", b"k", b"v"], [b"GET", b"k"], [b"DEL", b"a", b"b", b"3"]]
     watches = [Watch(0, b"k", b"\x01" * 20, 7), Watch(2, b"3", ABSENT, 0)]
     args = exec_args(commands, watches)
-    assert args[:2] == [b"prez.exec", b"1"]
+    assert args[:2] == [b"prez.exec", b"2"]
     assert split_exec_args(args) == (watches, commands)
     assert split_exec_args(exec_args(commands)) == ([], commands)
 
@@ -42,11 +43,11 @@ def test_exec_args_round_trip() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        [b"prez.exec", b"1", b"0", b"x", b"GET", b"k"],  # not a count
-        [b"prez.exec", b"1", b"0", b"3", b"GET", b"k"],  # runs past the end
-        [b"prez.exec", b"1", b"0", b"0", b"GET"],  # an empty command
-        [b"prez.exec", b"1", b"2", b"0", b"k", b"d", b"1"],  # fewer watches
-        [b"prez.exec", b"1", b"1", b"99", b"k", b"d", b"1"],  # no such database
+        [b"prez.exec", b"2", b"0", b"x", b"GET", b"k"],  # not a count
+        [b"prez.exec", b"2", b"0", b"3", b"GET", b"k"],  # runs past the end
+        [b"prez.exec", b"2", b"0", b"0", b"GET"],  # an empty command
+        [b"prez.exec", b"2", b"2", b"0", b"k", b"d", b"1"],  # fewer watches
+        [b"prez.exec", b"2", b"1", b"99", b"k", b"d", b"1"],  # no such database
     ],
 )
 def test_malformed_exec_is_refused_whole(args: list[bytes]) -> None:
@@ -58,10 +59,13 @@ def test_malformed_exec_is_refused_whole(args: list[bytes]) -> None:
 def test_exec_of_an_unknown_format_is_refused() -> None:
     store = KVStore()
     args = exec_args([[b"SET", b"k", b"1"]])
-    args[1] = b"2"
-    with pytest.raises(CommandError, match="format b'2' is not one this version"):
+    args[1] = b"3"
+    with pytest.raises(CommandError, match="format b'3' is not one this version"):
         execute(store, 0, args, 0)
     assert execute(store, 0, [b"EXISTS", b"k"], 0) == 0
+    # Format 1, the commands alone, is still read.
+    old = [b"prez.exec", b"1", b"3", b"SET", b"k", b"1", b"2", b"GET", b"k"]
+    assert execute(store, 0, old, 0) == ["OK", b"1"]
 
 
 def test_exec_runs_in_order_and_keeps_each_error_in_its_place() -> None:
@@ -117,7 +121,7 @@ def test_exec_runs_only_if_every_watched_key_is_as_it_was() -> None:
     [
         ([b"NOSUCH", b"k"], "unknown command"),
         ([b"SET", b"k"], "wrong number of arguments"),
-        ([b"prez.exec", b"1", b"0", b"2", b"GET", b"k"], "unknown command"),
+        ([b"prez.exec", b"2", b"0", b"2", b"GET", b"k"], "unknown command"),
     ],
 )
 def test_exec_with_a_bad_command_runs_nothing(bad: list[bytes], error: str) -> None:
@@ -125,6 +129,38 @@ def test_exec_with_a_bad_command_runs_nothing(bad: list[bytes], error: str) -> N
     with pytest.raises(CommandError, match=error):
         execute(store, 0, exec_args([[b"SET", b"k", b"1"], bad]), 0)
     assert execute(store, 0, [b"EXISTS", b"k"], 0) == 0
+
+
+def test_write_tracker_vouches_only_for_what_it_saw() -> None:
+    """The leader's half of WATCH (prez/server/watch.py)."""
+    specs = COMMANDS
+    tracker = WriteTracker()
+    tracker.enable(11)  # entries 1..10 came before tracking began
+    tracker.for_term(3, 11)
+
+    def seen_at(since: int, key: bytes = b"k", db: int = 0) -> list[Watch]:
+        return [Watch(db, key, ABSENT, since)]
+
+    assert tracker.written_since(seen_at(10)) is False  # nothing after 10
+    assert tracker.written_since(seen_at(9)) is True  # 10 went by untracked
+    tracker.note(specs["set"], 0, [b"SET", b"k", b"v"], 11)
+    assert tracker.written_since(seen_at(10)) is True
+    assert tracker.written_since(seen_at(11)) is False
+    assert tracker.written_since(seen_at(10, key=b"other")) is False
+    assert tracker.written_since(seen_at(10, db=1)) is False  # same key, db 1
+    # A transaction's writes count, its reads do not.
+    tx = exec_args([[b"GET", b"r"], [b"RENAME", b"a", b"b"]])
+    tracker.note(specs["prez.exec"], 0, tx, 12)
+    assert tracker.written_since(seen_at(11, key=b"b")) is True
+    assert tracker.written_since(seen_at(11, key=b"r")) is False
+    # A write that names no keys may have written any.
+    tracker.note(specs["flushdb"], 0, [b"FLUSHDB"], 13)
+    assert tracker.written_since(seen_at(12, key=b"r")) is True
+    assert tracker.written_since(seen_at(13, key=b"r")) is False
+    # Another term of leadership: nothing before it is known.
+    tracker.for_term(5, 20)
+    assert tracker.written_since(seen_at(13, key=b"r")) is True
+    assert tracker.written_since(seen_at(19, key=b"r")) is False
 
 
 # -- a real single node ------------------------------------------------------------

@@ -33,7 +33,7 @@ EXEC_COMMAND = b"prez.exec"
 # The layout of PREZ.EXEC's arguments. It is written into the log: a later
 # layout gets a new number, so that a node that does not know it refuses
 # the entry instead of misreading it.
-EXEC_FORMAT = b"1"
+EXEC_FORMAT = b"2"  # 1: the commands only (no watches)
 
 
 MALFORMED = "ERR malformed PREZ.EXEC"
@@ -81,7 +81,9 @@ def _number(args: list[bytes], i: int) -> int:
 def split_exec_args(args: list[bytes]) -> tuple[list[Watch], list[list[bytes]]]:
     """The watched keys and the commands a PREZ.EXEC carries (the inverse
     of exec_args)."""
-    if args[1] != EXEC_FORMAT:
+    if args[1] == b"1":
+        args = [*args[:2], b"0", *args[2:]]  # as format 2 with no watches
+    elif args[1] != EXEC_FORMAT:
         raise CommandError(
             f"ERR PREZ.EXEC format {args[1]!r} is not one this version knows"
         )

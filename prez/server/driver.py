@@ -76,11 +76,13 @@ class LocalDriver:
             watches, _ = split_exec_args(args)
             if watches and self.watch.written_since(watches):
                 return NULL_ARRAY
-        result = entry.handler(self.store.dbs[client.db], args, now)
-        if self.watch.enabled:
-            self.applied += 1
-            self.watch.note(entry.spec, client.db, args, self.applied)
-        return result
+        try:
+            return entry.handler(self.store.dbs[client.db], args, now)
+        finally:
+            # Counted even if it failed: it may have changed something.
+            if self.watch.enabled:
+                self.applied += 1
+                self.watch.note(entry.spec, client.db, args, self.applied)
 
     def read(
         self, entry: CommandEntry, client: ClientConnection, args: list[bytes], now: int

@@ -350,6 +350,7 @@ class RaftDriver:
                     # Checked against every write appended before it, and
                     # proposed right behind them (prez/server/watch.py).
                     self.watch.enable(node.last_index + 1)
+                    self.watch.for_term(node.term, node.last_index + 1)
                     if self.watch.written_since(watches):
                         return NULL_ARRAY
             data = encode_command(now, client.db, args)
@@ -374,6 +375,7 @@ class RaftDriver:
                 self.pending[index] = (node.term, reply)
                 self.proposals += 1
                 if self.watch.enabled:
+                    self.watch.for_term(node.term, index)
                     self.watch.note(entry.spec, client.db, args, index)
                 self._kick()
                 return reply
@@ -388,8 +390,8 @@ class RaftDriver:
             except NotLeader:
                 return
             if self.watch.enabled:
-                spec = COMMANDS[args[0].decode()]
-                self.watch.note(spec, db, args, index)
+                self.watch.for_term(node.term, index)
+                self.watch.note(COMMANDS[args[0].decode()], db, args, index)
             self._kick()
 
     def _not_leader(
@@ -1405,9 +1407,6 @@ class RaftDriver:
         if soft.role is not Role.LEADER:
             self._stepped_down.set()
         if soft.role is Role.LEADER:
-            # Which keys earlier leaders' entries wrote is not known here.
-            assert self.node is not None
-            self.watch.restart(self.node.last_index + 1)
             log.notice(f"Became leader for term {soft.term}")
         elif soft.role is Role.FOLLOWER and soft.leader is not None:
             log.notice(f"Following {soft.leader} in term {soft.term}")

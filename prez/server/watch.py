@@ -12,7 +12,7 @@ right away, behind every write it was checked against.
 only once some EXEC with watches has needed it (`enable`), so that nodes
 nobody WATCHes on pay nothing. What it cannot vouch for counts as written,
 which only aborts a transaction the client then retries: entries before
-tracking began (or before this node led), writes that name no keys or keys
+tracking began (or before this term of leadership), writes that name no keys or keys
 of other databases (FLUSHDB, FLUSHALL, SWAPDB, MOVE, COPY), and everything
 before a reset when the table grew too large.
 """
@@ -27,18 +27,28 @@ from prez.kv.transaction import EXEC_COMMAND, Watch, split_exec_args
 # Writes that may change keys they do not name, or keys in another database.
 _WIDE_WRITES = frozenset({"move", "copy", "swapdb", "flushdb", "flushall"})
 # Past this many keys the table starts over (everything before counts as
-# written), so that memory stays bounded however many keys are written.
-MAX_TRACKED_KEYS = 1_000_000
+# written), so that memory stays bounded (some 10 MB) however many keys
+# are written.
+MAX_TRACKED_KEYS = 100_000
 
 
 class WriteTracker:
-    __slots__ = ("enabled", "changed", "tracked_from")
+    __slots__ = ("enabled", "changed", "tracked_from", "term")
 
     def __init__(self) -> None:
         self.enabled = False
         self.changed: dict[tuple[int, bytes], int] = {}
         # Every write at this index or later is in `changed`.
         self.tracked_from = 0
+        # The leader's term the table belongs to (a node may lose and win
+        # leadership between two looks of its driver at the core).
+        self.term = 0
+
+    def for_term(self, term: int, next_index: int) -> None:
+        """Start over if the table is from another term of leadership."""
+        if term != self.term:
+            self.term = term
+            self.restart(next_index)
 
     def enable(self, next_index: int) -> None:
         """Start tracking with the write that will get `next_index`."""
