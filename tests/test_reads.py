@@ -221,6 +221,24 @@ def test_a_write_is_seen_at_once_by_a_read_on_every_node(cluster: Cluster) -> No
 # ---- 2. READMODE ---------------------------------------------------------------------
 
 
+def test_a_connection_reads_its_own_pipelined_writes(cluster: Cluster) -> None:
+    """A pipeline's commands take effect in order, as with Redis, on the
+    leader and on a follower (whose writes go to the leader): each read
+    sees exactly the connection's writes before it, not those after it.
+    (Stale reads promise nothing of the kind: see README.)"""
+    leader = cluster.leader()
+    for node in [leader, *cluster.followers(leader)]:
+        key = f"own:{node.port}"
+        with cluster.client(node) as c:
+            pipe = c.pipeline(transaction=False)
+            for _ in range(50):
+                pipe.incr(key).get(key).get(key)
+            replies = pipe.execute()
+        for n, (incr, *reads) in enumerate(zip(*[iter(replies)] * 3, strict=True)):
+            assert incr == n + 1
+            assert reads == [b"%d" % (n + 1)] * 2, (n, reads)
+
+
 def test_readmode_is_per_connection_and_stale_answers_without_a_leader(
     cluster: Cluster,
 ) -> None:

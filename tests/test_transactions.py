@@ -9,6 +9,7 @@ or forwarded by a follower.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -473,6 +474,45 @@ def test_watch_on_a_follower_aborts_after_a_write_back(tmp_path: Path) -> None:
                 pipe.execute()
             pipe.reset()
             assert c.get("k") == b"5"
+
+
+def test_watch_pipelined_with_its_exec_runs_through_any_node(tmp_path: Path) -> None:
+    """WATCH, MULTI, INCR and EXEC sent in one write: EXEC waits for the
+    WATCH's read (served later, through the read path) and then runs."""
+    with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
+        leader = cluster.leader()
+        follower = cluster.followers(leader)[0]
+        request = b"WATCH k\r\nMULTI\r\nINCR k\r\nEXEC\r\nGET k\r\n"
+        for expected, node in enumerate([leader, follower, leader], start=1):
+            replies = _raw_exchange(node.port, request, count=5)
+            assert replies == [
+                b"+OK",
+                b"+OK",
+                b"+QUEUED",
+                b"*1\r\n:%d" % expected,
+                b"$1\r\n%d" % expected,
+            ]
+
+
+def _raw_exchange(port: int, request: bytes, count: int) -> list[bytes]:
+    """Send `request` in one write; the first `count` replies, unparsed
+    (each a line, or an array/bulk header with its one line)."""
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"\r\n") < count + 2 and time.monotonic() < deadline:
+            data += sock.recv(65536)
+    lines = data.split(b"\r\n")
+    replies, i = [], 0
+    while i < len(lines) and len(replies) < count:
+        if lines[i][:1] in (b"*", b"$"):
+            replies.append(lines[i] + b"\r\n" + lines[i + 1])
+            i += 2
+        else:
+            replies.append(lines[i])
+            i += 1
+    return replies
 
 
 def test_exec_on_a_follower_in_moved_mode_is_redirected(tmp_path: Path) -> None:

@@ -11,6 +11,16 @@ node serves from local state straight through their handlers; the first
 command it cannot run (unknown, wrong arity, a server command, a write that
 goes through the log, anything before AUTH) goes through `execute_one`,
 which does every check, and the rest of the batch continues from there.
+
+A connection's commands take effect in the order it sent them, as with
+Redis, pipelined or not: a read behind one of the connection's writes that
+is still unanswered, or a write behind one of its reads still unanswered
+(or behind anything held), waits in the reply queue (`_Held`) and is only
+issued once everything before it was answered. So a read's index covers the
+connection's earlier writes (on a follower too), and its later writes are
+not applied before it is served. Reads behind reads and writes behind
+writes are not held: a pipeline of GETs still shares one confirmation
+round, and a pipeline of SETs one log append.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
 from prez.kv.transaction import PURE_COMMANDS, Watch
 from prez.server.commands import NO_REPLY
-from prez.server.dispatch import READ, SERVER, WRITE, Deferred
+from prez.server.dispatch import READ, SERVER, WRITE, CommandEntry, Deferred
 from prez.server.logging import log
 
 # The pure-Python twin only when asked for by name (tests of the twin, or a
@@ -53,6 +63,18 @@ NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
 MAX_PENDING = 100_000
 _clock_ns = time.perf_counter_ns
 _time_ns = time.time_ns
+
+
+class _Held:
+    """A read or write waiting in the reply queue for the connection's
+    earlier commands of the other kind to be answered."""
+
+    __slots__ = ("entry", "args", "db")
+
+    def __init__(self, entry: CommandEntry, args: list[bytes], db: int) -> None:
+        self.entry = entry
+        self.args = args
+        self.db = db
 
 
 class ClientConnection(asyncio.Protocol):
@@ -85,7 +107,9 @@ class ClientConnection(asyncio.Protocol):
         "multi",
         "multi_failed",
         "watched",
-        "watch_epoch",
+        "write_replies",
+        "read_replies",
+        "held",
     )
 
     def __init__(self, server: Server) -> None:
@@ -122,10 +146,13 @@ class ClientConnection(asyncio.Protocol):
         self.multi: list[list[bytes]] | None = None
         self.multi_failed = False
         # WATCHed keys: (db, key) -> what WATCH's read saw (None until that
-        # read answers); the epoch tells a late answer that the keys were
-        # unwatched since.
+        # read answers).
         self.watched: dict[tuple[int, bytes], Watch | None] = {}
-        self.watch_epoch = 0
+        # ids of the unanswered write and read replies in `queue`, and how
+        # many `_Held` commands it holds (see the module docstring).
+        self.write_replies: set[int] = set()
+        self.read_replies: set[int] = set()
+        self.held = 0
 
     @property
     def last_command(self) -> str:
@@ -165,6 +192,9 @@ class ClientConnection(asyncio.Protocol):
                 item.remove_done_callback(self._future_done)
                 item.add_done_callback(_discard_outcome)
         self.queue.clear()
+        self.write_replies.clear()
+        self.read_replies.clear()
+        self.held = 0
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its requests.
@@ -285,17 +315,29 @@ class ClientConnection(asyncio.Protocol):
                 self.multi.append(args)
                 reply: Any = "QUEUED"
             elif kind == READ:
-                if self.local_kinds & (1 << READ):
+                if self.write_replies or self.held:
+                    reply = self._hold(entry, args)
+                elif self.local_kinds & (1 << READ):
                     reply = entry.handler(server.store.dbs[self.db], args, now)
                 else:
                     reply = driver.read(entry, self, args, now)
+                    if type(reply) is Deferred:
+                        self.read_replies.add(id(reply))
             elif kind == WRITE:
                 if driver.writes_local:
                     reply = entry.handler(server.store.dbs[self.db], args, now)
+                elif self.read_replies or self.held:
+                    reply = self._hold(entry, args)
                 else:
                     reply = driver.propose(entry, self, args, now)
+                    if type(reply) is Deferred or type(reply) is Future:
+                        self.write_replies.add(id(reply))
             else:
                 reply = entry.handler(self, args)
+                if entry.name == "exec" and (
+                    type(reply) is Deferred or type(reply) is Future
+                ):
+                    self.write_replies.add(id(reply))
         except CommandError as e:
             entry.failed += 1
             if self.multi is not None and (
@@ -315,7 +357,12 @@ class ClientConnection(asyncio.Protocol):
 
     def answer(self, reply: Any) -> None:
         """Queue a reply behind pending ones, or buffer it for this read's write."""
-        if self.queue or type(reply) is Deferred or type(reply) is Future:
+        if (
+            self.queue
+            or type(reply) is Deferred
+            or type(reply) is Future
+            or type(reply) is _Held
+        ):
             self.enqueue(reply)
         else:
             self.out.append(reply)
@@ -339,13 +386,34 @@ class ClientConnection(asyncio.Protocol):
         """Write every reply at the head of the queue that is known now."""
         queue = self.queue
         out = self.out
+        write_replies = self.write_replies
+        read_replies = self.read_replies
         while queue:
             head = queue[0]
+            if type(head) is _Held:
+                self._issue_held()
+                continue
             if type(head) is Deferred:
                 if not head.done:
                     break
-                out.append(head.value)
+                value = head.value
+                if type(value) is Deferred or type(value) is Future:
+                    # The answer is another reply still to come (an EXEC
+                    # that waited for its WATCH's read, then was proposed
+                    # or forwarded): wait for that one in its place.
+                    queue[0] = value
+                    if id(head) in write_replies:
+                        write_replies.discard(id(head))
+                        write_replies.add(id(value))
+                    if type(value) is Future:
+                        value.add_done_callback(self._future_done)
+                    continue
+                out.append(value)
                 queue.popleft()
+                if write_replies:
+                    write_replies.discard(id(head))
+                if read_replies:
+                    read_replies.discard(id(head))
                 continue
             if head is _CLOSE:
                 queue.clear()
@@ -365,10 +433,59 @@ class ClientConnection(asyncio.Protocol):
             else:
                 out.append(head)
             queue.popleft()
+            if write_replies:
+                write_replies.discard(id(head))
+            if read_replies:
+                read_replies.discard(id(head))
         self.flush()
         if self.paused and len(queue) < MAX_PENDING // 2 and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
+
+    def _hold(self, entry: CommandEntry, args: list[bytes]) -> _Held:
+        self.held += 1
+        return _Held(entry, args, self.db)
+
+    def _issue_held(self) -> None:
+        """The head of the queue is held, so everything before it was
+        answered: issue it and the held commands of the same kind (reads, or
+        writes) right behind it; the next of the other kind waits for them."""
+        queue = self.queue
+        kind = queue[0].entry.kind
+        for i in range(len(queue)):
+            item = queue[i]
+            if type(item) is not _Held or item.entry.kind != kind:
+                break
+            self.held -= 1
+            queue[i] = self._issue(item)
+
+    def _issue(self, held: _Held) -> Any:
+        server = self.server
+        driver = server.driver
+        now = _time_ns() // 1_000_000
+        entry, args = held.entry, held.args
+        # The driver works in the connection's database: the one the command
+        # was sent in, whatever SELECT came after it.
+        db, self.db = self.db, held.db
+        try:
+            if entry.kind == WRITE:
+                reply = driver.propose(entry, self, args, now)
+                replies = self.write_replies
+            elif self.local_kinds & (1 << READ):
+                return entry.handler(server.store.dbs[held.db], args, now)
+            else:
+                reply = driver.read(entry, self, args, now)
+                replies = self.read_replies
+        except CommandError as e:
+            return e.with_traceback(None)
+        finally:
+            self.db = db
+        if type(reply) is Deferred:
+            replies.add(id(reply))
+        elif type(reply) is Future:
+            replies.add(id(reply))
+            reply.add_done_callback(self._future_done)
+        return reply
 
     def flush(self) -> None:
         if (
@@ -395,8 +512,7 @@ class ClientConnection(asyncio.Protocol):
 
     def unwatch(self) -> None:
         if self.watched:
-            self.watched = {}
-        self.watch_epoch += 1
+            self.watched = {}  # a new dict: late WATCH answers fill the old one
 
     def refresh_local_kinds(self) -> None:
         """Which kinds of data command this connection runs on local state at

@@ -27,7 +27,13 @@ from prez.errors import (
 )
 from prez.kv.command import CommandSpec, declare
 from prez.kv.digest import digest, key_digest
-from prez.kv.transaction import EXEC_COMMAND, Watch, exec_args, watch_digest
+from prez.kv.transaction import (
+    ABSENT,
+    EXEC_COMMAND,
+    Watch,
+    exec_args,
+    watch_digest,
+)
 from prez.server.dispatch import READ
 
 if TYPE_CHECKING:
@@ -139,30 +145,38 @@ def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
     if commands is None:
         raise CommandError("ERR EXEC without MULTI")
     conn.multi, conn.multi_failed = None, False
-    watched = list(conn.watched.values())
+    watched = conn.watched
     conn.unwatch()
     if failed:
         raise CommandError(
             "EXECABORT Transaction discarded because of previous errors."
         )
-    watches = [watch for watch in watched if watch is not None]
-    if len(watches) < len(watched):
-        # A WATCH not answered yet (sent in one go with EXEC) or whose read
-        # failed: what it would have seen is unknown, so as if it changed.
-        return NULL_ARRAY
-    if not commands and not watches:
-        return []
-    # One replicated command for the whole batch: one log entry, applied
-    # atomically at one point of every replica's history.
     server = conn.server
-    entry = conn.lookup[EXEC_COMMAND]
-    entry.calls += 1
-    tx = exec_args(commands, watches)
-    now = time.time_ns() // 1_000_000
     driver = server.driver
-    if driver.writes_local:
-        return entry.handler(server.store.dbs[conn.db], tx, now)
-    return driver.propose(entry, conn, tx, now)
+    now = time.time_ns() // 1_000_000
+
+    def run(_db: Any = None, _args: Any = None, _now: int = 0) -> Any:
+        watches = [watch for watch in watched.values() if watch is not None]
+        if len(watches) < len(watched):
+            # A WATCH whose read failed: what it saw is unknown, so as if
+            # its key had been written.
+            return NULL_ARRAY
+        if not commands and not watches:
+            return []
+        # One replicated command for the whole batch: one log entry,
+        # applied atomically at one point of every replica's history.
+        entry = conn.lookup[EXEC_COMMAND]
+        entry.calls += 1
+        tx = exec_args(commands, watches)
+        if driver.writes_local:
+            return entry.handler(server.store.dbs[conn.db], tx, now)
+        return driver.propose(entry, conn, tx, now)
+
+    if None in watched.values() and not conn.local_kinds & (1 << READ):
+        # A WATCH sent in one go with this EXEC is not answered yet: run
+        # after it, through the same read path, which serves in order.
+        return driver.read(_WatchRead(run), conn, args, now)
+    return run()
 
 
 @server_command(
@@ -205,18 +219,19 @@ def watch(conn: ClientConnection, args: list[bytes]) -> Any:
             client.refresh_local_kinds()
     index = conn.db
     keys = args[1:]
+    # Filled in when the read below is served. If the keys are unwatched
+    # meanwhile, this dict is no longer the connection's (unwatch() starts
+    # a new one), except for the EXEC that took it over to wait for it.
     watched = conn.watched
-    epoch = conn.watch_epoch
     for key in keys:
         watched.setdefault((index, key), None)
 
     def remember(db: Any, _args: list[bytes], now: int) -> str:
-        if conn.watch_epoch == epoch:  # not unwatched meanwhile
-            for key in keys:
-                if (index, key) in watched and watched[(index, key)] is None:
-                    watched[(index, key)] = Watch(
-                        index, key, watch_digest(db, key, now), driver.applied
-                    )
+        for key in keys:
+            if watched.get((index, key), ABSENT) is None:
+                watched[(index, key)] = Watch(
+                    index, key, watch_digest(db, key, now), driver.applied
+                )
         return "OK"
 
     # A read like any other (linearizable by default): it sees what the
