@@ -494,23 +494,72 @@ def test_watch_pipelined_with_its_exec_runs_through_any_node(tmp_path: Path) -> 
             ]
 
 
+def test_pipelined_transactions_keep_the_connection_order(tmp_path: Path) -> None:
+    """Reads, writes, WATCH and EXEC sent in one write take effect in the
+    order sent, as on Redis, through the leader and a follower."""
+    with Cluster(tmp_path, size=3, node_timeout=TIMEOUT_MS) as cluster:
+        leader = cluster.leader()
+        follower = cluster.followers(leader)[0]
+        for node in (leader, follower):
+            p = b"%d" % node.port
+            a, k, w = b"a" + p, b"k" + p, b"w" + p
+            cases = [
+                # A write held behind a read is not overtaken by an EXEC.
+                (
+                    b"GET x\r\nSET %s 1\r\nMULTI\r\nINCR %s\r\nEXEC\r\nGET %s\r\n"
+                    % (a, a, a),
+                    [b"$-1", b"+OK", b"+OK", b"+QUEUED", b"*1\r\n:2", b"$1\r\n2"],
+                ),
+                # A write after an EXEC waiting for its WATCH comes after it.
+                (
+                    b"WATCH %s\r\nMULTI\r\nINCR %s\r\nEXEC\r\nSET %s 100\r\n"
+                    b"GET %s\r\n" % (k, k, k, k),
+                    [b"+OK", b"+OK", b"+QUEUED", b"*1\r\n:1", b"+OK", b"$3\r\n100"],
+                ),
+                # The connection's own write after WATCH aborts the EXEC.
+                (
+                    b"WATCH %s\r\nSET %s 1\r\nMULTI\r\nINCR %s\r\nEXEC\r\n"
+                    b"GET %s\r\n" % (w, w, w, w),
+                    [b"+OK", b"+OK", b"+OK", b"+QUEUED", b"*-1", b"$1\r\n1"],
+                ),
+            ]
+            for request, expected in cases:
+                assert _raw_exchange(node.port, request, len(expected)) == expected
+            # EXEC applies in the database it was sent in, whatever SELECT
+            # follows it in the pipeline.
+            request = b"WATCH d\r\nMULTI\r\nSET d%s v\r\nEXEC\r\nSELECT 1\r\n" % p
+            assert _raw_exchange(node.port, request, 5)[3] == b"*1\r\n+OK"
+            with cluster.client(leader) as c:
+                assert c.get(b"d" + p) == b"v"
+
+
 def _raw_exchange(port: int, request: bytes, count: int) -> list[bytes]:
     """Send `request` in one write; the first `count` replies, unparsed
-    (each a line, or an array/bulk header with its one line)."""
+    (each a line, or a bulk or one-element array header with its line)."""
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(request)
         data = b""
         deadline = time.monotonic() + 10
-        while data.count(b"\r\n") < count + 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            replies = _split_replies(data)
+            if len(replies) >= count:
+                return replies[:count]
             data += sock.recv(65536)
-    lines = data.split(b"\r\n")
+    raise AssertionError(f"no {count} replies in {data!r}")
+
+
+def _split_replies(data: bytes) -> list[bytes]:
+    lines = data.split(b"\r\n")[:-1]  # complete lines only
     replies, i = [], 0
-    while i < len(lines) and len(replies) < count:
-        if lines[i][:1] in (b"*", b"$"):
-            replies.append(lines[i] + b"\r\n" + lines[i + 1])
+    while i < len(lines):
+        line = lines[i]
+        if line[:1] in (b"*", b"$") and not line.startswith((b"*-", b"$-")):
+            if i + 1 >= len(lines):
+                break
+            replies.append(line + b"\r\n" + lines[i + 1])
             i += 2
         else:
-            replies.append(lines[i])
+            replies.append(line)
             i += 1
     return replies
 

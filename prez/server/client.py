@@ -67,14 +67,27 @@ _time_ns = time.time_ns
 
 class _Held:
     """A read or write waiting in the reply queue for the connection's
-    earlier commands of the other kind to be answered."""
+    earlier commands of the other kind to be answered: a data command
+    (`entry`, `args`, in database `db`, served locally if `local`), or a
+    server command's own continuation (`call`: EXEC, WATCH)."""
 
-    __slots__ = ("entry", "args", "db")
+    __slots__ = ("kind", "entry", "args", "db", "local", "call")
 
-    def __init__(self, entry: CommandEntry, args: list[bytes], db: int) -> None:
+    def __init__(
+        self,
+        kind: int,
+        entry: CommandEntry | None = None,
+        args: list[bytes] | None = None,
+        db: int = 0,
+        local: bool = False,
+        call: Callable[[], Any] | None = None,
+    ) -> None:
+        self.kind = kind
         self.entry = entry
         self.args = args
         self.db = db
+        self.local = local
+        self.call = call
 
 
 class ClientConnection(asyncio.Protocol):
@@ -334,10 +347,12 @@ class ClientConnection(asyncio.Protocol):
                         self.write_replies.add(id(reply))
             else:
                 reply = entry.handler(self, args)
-                if entry.name == "exec" and (
-                    type(reply) is Deferred or type(reply) is Future
-                ):
-                    self.write_replies.add(id(reply))
+                if type(reply) is Deferred or type(reply) is Future:
+                    # EXEC writes, WATCH reads (they hold themselves).
+                    if entry.name == "exec":
+                        self.write_replies.add(id(reply))
+                    elif entry.name == "watch":
+                        self.read_replies.add(id(reply))
         except CommandError as e:
             entry.failed += 1
             if self.multi is not None and (
@@ -396,19 +411,7 @@ class ClientConnection(asyncio.Protocol):
             if type(head) is Deferred:
                 if not head.done:
                     break
-                value = head.value
-                if type(value) is Deferred or type(value) is Future:
-                    # The answer is another reply still to come (an EXEC
-                    # that waited for its WATCH's read, then was proposed
-                    # or forwarded): wait for that one in its place.
-                    queue[0] = value
-                    if id(head) in write_replies:
-                        write_replies.discard(id(head))
-                        write_replies.add(id(value))
-                    if type(value) is Future:
-                        value.add_done_callback(self._future_done)
-                    continue
-                out.append(value)
+                out.append(head.value)
                 queue.popleft()
                 if write_replies:
                     write_replies.discard(id(head))
@@ -442,24 +445,37 @@ class ClientConnection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
+    def must_wait(self, kind: int) -> bool:
+        """Whether a command of `kind` (READ or WRITE) must be held: behind
+        an unanswered command of the other kind, or behind anything held."""
+        if kind == READ:
+            return bool(self.write_replies or self.held)
+        return bool(self.read_replies or self.held)
+
     def _hold(self, entry: CommandEntry, args: list[bytes]) -> _Held:
         self.held += 1
-        return _Held(entry, args, self.db)
+        local = bool(self.local_kinds & (1 << READ))
+        return _Held(entry.kind, entry, args, self.db, local)
+
+    def hold_call(self, kind: int, call: Callable[[], Any]) -> _Held:
+        """Hold a server command's continuation (EXEC, WATCH) as a `kind`."""
+        self.held += 1
+        return _Held(kind, call=call)
 
     def _issue_held(self) -> None:
         """The head of the queue is held, so everything before it was
         answered: issue it and the held commands of the same kind (reads, or
         writes) right behind it; the next of the other kind waits for them."""
         queue = self.queue
-        kind = queue[0].entry.kind
+        kind = queue[0].kind
         for i in range(len(queue)):
             item = queue[i]
-            if type(item) is not _Held or item.entry.kind != kind:
+            if type(item) is not _Held or item.kind != kind:
                 break
-            self.held -= 1
             queue[i] = self._issue(item)
 
     def _issue(self, held: _Held) -> Any:
+        self.held -= 1
         server = self.server
         driver = server.driver
         now = _time_ns() // 1_000_000
@@ -468,18 +484,26 @@ class ClientConnection(asyncio.Protocol):
         # was sent in, whatever SELECT came after it.
         db, self.db = self.db, held.db
         try:
-            if entry.kind == WRITE:
+            if held.call is not None:
+                self.db = db  # a continuation keeps its own database
+                reply = held.call()
+            elif held.kind == WRITE:
+                assert entry is not None and args is not None
                 reply = driver.propose(entry, self, args, now)
-                replies = self.write_replies
-            elif self.local_kinds & (1 << READ):
+            elif held.local:
+                assert entry is not None and args is not None
                 return entry.handler(server.store.dbs[held.db], args, now)
             else:
+                assert entry is not None and args is not None
                 reply = driver.read(entry, self, args, now)
-                replies = self.read_replies
         except CommandError as e:
             return e.with_traceback(None)
+        except Exception as e:  # noqa: BLE001 - one client's command must not stop the node
+            log.warning(f"Internal error answering client {self.id}: {e!r}")
+            return CommandError(f"ERR internal error: {e}")
         finally:
             self.db = db
+        replies = self.write_replies if held.kind == WRITE else self.read_replies
         if type(reply) is Deferred:
             replies.add(id(reply))
         elif type(reply) is Future:

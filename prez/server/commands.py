@@ -34,7 +34,7 @@ from prez.kv.transaction import (
     exec_args,
     watch_digest,
 )
-from prez.server.dispatch import READ
+from prez.server.dispatch import READ, WRITE
 
 if TYPE_CHECKING:
     from prez.server.client import ClientConnection
@@ -153,9 +153,9 @@ def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
         )
     server = conn.server
     driver = server.driver
-    now = time.time_ns() // 1_000_000
+    db = conn.db
 
-    def run(_db: Any = None, _args: Any = None, _now: int = 0) -> Any:
+    def run() -> Any:
         watches = [watch for watch in watched.values() if watch is not None]
         if len(watches) < len(watched):
             # A WATCH whose read failed: what it saw is unknown, so as if
@@ -168,14 +168,18 @@ def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
         entry = conn.lookup[EXEC_COMMAND]
         entry.calls += 1
         tx = exec_args(commands, watches)
+        now = time.time_ns() // 1_000_000
         if driver.writes_local:
-            return entry.handler(server.store.dbs[conn.db], tx, now)
-        return driver.propose(entry, conn, tx, now)
+            return entry.handler(server.store.dbs[db], tx, now)
+        saved, conn.db = conn.db, db
+        try:
+            return driver.propose(entry, conn, tx, now)
+        finally:
+            conn.db = saved
 
-    if None in watched.values() and not conn.local_kinds & (1 << READ):
-        # A WATCH sent in one go with this EXEC is not answered yet: run
-        # after it, through the same read path, which serves in order.
-        return driver.read(_WatchRead(run), conn, args, now)
+    # A write: after the connection's unanswered reads (its WATCHes too).
+    if conn.must_wait(WRITE):
+        return conn.hold_call(WRITE, run)
     return run()
 
 
@@ -226,7 +230,8 @@ def watch(conn: ClientConnection, args: list[bytes]) -> Any:
     for key in keys:
         watched.setdefault((index, key), None)
 
-    def remember(db: Any, _args: list[bytes], now: int) -> str:
+    def remember(_db: Any, _args: list[bytes], now: int) -> str:
+        db = server.store.dbs[index]  # the WATCH's, whatever SELECT came after
         for key in keys:
             if watched.get((index, key), ABSENT) is None:
                 watched[(index, key)] = Watch(
@@ -234,13 +239,21 @@ def watch(conn: ClientConnection, args: list[bytes]) -> Any:
                 )
         return "OK"
 
-    # A read like any other (linearizable by default): it sees what the
-    # client's next reads will see, or an earlier point after WATCH arrived,
-    # and `driver.applied` is the point it saw.
-    now = time.time_ns() // 1_000_000
-    if conn.local_kinds & (1 << READ):  # reads are served locally
-        return remember(server.store.dbs[index], args, now)
-    return driver.read(_WatchRead(remember), conn, args, now)
+    local = bool(conn.local_kinds & (1 << READ))
+
+    def read() -> Any:
+        # A read like any other (linearizable by default): it sees what the
+        # client's next reads will see, or an earlier point after WATCH
+        # arrived, and `driver.applied` is the point it saw.
+        now = time.time_ns() // 1_000_000
+        if local:
+            return remember(None, args, now)
+        return driver.read(_WatchRead(remember), conn, args, now)
+
+    # A read: after the connection's unanswered writes.
+    if conn.must_wait(READ):
+        return conn.hold_call(READ, read)
+    return read()
 
 
 class _WatchRead:
