@@ -7,6 +7,7 @@ import sys
 
 from prez.config import PARAMS, Config
 from prez.errors import ConfigError
+from prez.storage.durable import make_dirs
 
 
 def server_main(argv: list[str] | None = None) -> None:
@@ -27,7 +28,7 @@ def server_main(argv: list[str] | None = None) -> None:
         config = Config.load(path) if path else Config()
         apply_overrides(config, args)
         config.finish()
-        os.makedirs(config["dir"], exist_ok=True)
+        make_dirs(config["dir"], fsync=config["raft-log-fsync"])
         os.chdir(config["dir"])
     except ConfigError as e:
         print(f"*** FATAL CONFIG FILE ERROR *** {e}", file=sys.stderr)

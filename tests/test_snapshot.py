@@ -463,8 +463,11 @@ def test_write_snapshot_durably_and_read_it_back(
     assert info.size == os.path.getsize(info.path)
     assert info.seconds > 0
     assert file_names(tmp_path) == [os.path.basename(info.path)]
-    # The temp file's data, then the directory holding the rename.
-    assert synced[0].endswith(".snap.tmp") and synced[-1] == directory
+    # The new snapshots directory's own entry, the temp file's data, then
+    # the directory holding the rename.
+    assert len(synced) == 3
+    assert synced[0] == str(tmp_path)
+    assert synced[1].endswith(".snap.tmp") and synced[2] == directory
     meta, loaded = read_snapshot(info.path, 16)
     assert meta == META
     assert_same_store(store, loaded)

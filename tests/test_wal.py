@@ -161,12 +161,15 @@ def test_new_segment_is_made_durable_by_a_directory_fsync(
 ) -> None:
     raft_dir = node_dir / "raft"
     wal, _, _ = reopen(node_dir, segment_bytes=100)
+    # Opening creates the node and raft directories; each entry is durable
+    # at once (the parent of each is fsynced after the mkdir).
+    assert fsync_calls == [f"{node_dir.parent}/", f"{node_dir}/"]
+    fsync_calls.clear()
     wal.append(make_entries(1, 1))
     assert fsync_calls == []  # nothing durable before sync()
     wal.sync()
     first = str(raft_dir / segment_name(1))
-    # The first sync also makes the new raft directory's own entry durable.
-    assert fsync_calls == [first, f"{raft_dir}/", f"{node_dir}/"]
+    assert fsync_calls == [first, f"{raft_dir}/"]
 
     fsync_calls.clear()
     wal.append(make_entries(2, 3))  # still fits: 1 record < 100 bytes
@@ -186,6 +189,7 @@ def test_rolled_over_segment_is_fsynced_with_the_new_one(
 ) -> None:
     raft_dir = node_dir / "raft"
     wal, _, _ = reopen(node_dir, segment_bytes=50)
+    fsync_calls.clear()
     wal.append(make_entries(1, 2))
     wal.append(make_entries(3, 2))  # rolls before anything was synced
     wal.sync()
@@ -193,7 +197,6 @@ def test_rolled_over_segment_is_fsynced_with_the_new_one(
         str(raft_dir / segment_name(1)),
         str(raft_dir / segment_name(3)),
         f"{raft_dir}/",
-        f"{node_dir}/",  # the new raft directory's own entry
     ]
     wal.close()
 
@@ -432,3 +435,100 @@ def test_corrupt_state_file_stops_wal_open(node_dir: Path) -> None:
     path.write_bytes(path.read_bytes()[:-1] + b"?")
     with pytest.raises(StorageError, match=str(path)):
         WAL(node_dir).open()
+
+
+# -- write errors: roll back what is not durable, write it again later ---------
+
+
+class _FailingDisk:
+    """Makes os.write or os.fsync fail with `error` while `failing` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+        self.failing = False
+        self.error = error
+        real_write, real_fsync = os.write, os.fsync
+
+        def write(fd: int, data: bytes | memoryview) -> int:
+            if self.failing and self.call == "write":
+                raise OSError(self.error, os.strerror(self.error))
+            return real_write(fd, data)
+
+        def fsync(fd: int) -> None:
+            if self.failing and self.call == "fsync":
+                raise OSError(self.error, os.strerror(self.error))
+            real_fsync(fd)
+
+        self.call = "write"
+        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("call", ["write", "fsync"])
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
+def test_a_failed_write_is_rolled_back_and_written_again(
+    node_dir: Path, monkeypatch: pytest.MonkeyPatch, call: str, error: int
+) -> None:
+    disk = _FailingDisk(monkeypatch, error)
+    disk.call = call
+    # Small segments: the failing batch also rolls over to a new segment.
+    wal, _, _ = reopen(node_dir, segment_bytes=4 * (RECORD_OVERHEAD + 20))
+    wal.append(make_entries(1, 3))
+    wal.set_hard_state(HardState(1, "a", 2))
+    wal.sync()
+    batch = make_entries(4, 4)
+    disk.failing = True
+    with pytest.raises(OSError) as failure:
+        wal.append(batch)
+        wal.set_hard_state(HardState(2, "b", 3))
+        wal.sync()
+    assert failure.value.errno == error
+    wal.rollback_unsynced()
+    # Back where the last good sync left it, on disk as in memory.
+    assert wal.last_index == 3
+    assert segment_files(node_dir / "raft") == [segment_name(1)]
+    assert (node_dir / "raft" / segment_name(1)).stat().st_size == wal.size_bytes
+    # Still failing: roll back again, any number of times.
+    with pytest.raises(OSError):
+        wal.append(batch)
+        wal.sync()
+    wal.rollback_unsynced()
+    disk.failing = False
+    wal.append(batch)
+    wal.set_hard_state(HardState(2, "b", 3))
+    wal.sync()
+    wal.close()
+    _, state, entries = reopen(node_dir, segment_bytes=4 * (RECORD_OVERHEAD + 20))
+    assert entries == make_entries(1, 3) + batch
+    assert (state.term, state.vote) == (2, "b")
+
+
+def test_rollback_after_a_conflict_truncation_keeps_the_cut(
+    node_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = _FailingDisk(monkeypatch, errno.ENOSPC)
+    wal, _, _ = reopen(node_dir)
+    wal.append(make_entries(1, 6))
+    wal.sync()
+    replacement = make_entries(4, 2, term=2)
+    disk.failing = True
+    with pytest.raises(OSError):
+        wal.append(replacement)  # cuts 4..6, then fails writing 4..5
+    wal.rollback_unsynced()
+    # Entries 4..6 conflicted and are gone; what is left is a prefix.
+    assert wal.last_index == 3
+    disk.failing = False
+    wal.append(replacement)
+    wal.sync()
+    wal.close()
+    assert reopen(node_dir)[2] == make_entries(1, 3) + replacement
+
+
+def test_rollback_with_nothing_unsynced_changes_nothing(node_dir: Path) -> None:
+    wal, _, _ = reopen(node_dir)
+    wal.append(make_entries(1, 2))
+    wal.sync()
+    wal.rollback_unsynced()
+    assert wal.last_index == 2
+    wal.append(make_entries(3, 1))
+    wal.close()
+    assert reopen(node_dir)[2] == make_entries(1, 3)

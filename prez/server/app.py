@@ -394,6 +394,19 @@ class Server:
         return "".join(lines)
 
 
+# What an operator can do about data on disk that start-up will not trust.
+# Starting the node empty in place would be unsafe: it could vote again in a
+# term it already voted in, or count towards a majority for entries it lost.
+STORAGE_ADVICE = (
+    "The node refuses to start rather than forget data it may have "
+    "acknowledged. To recover, keep the data directory for inspection and "
+    "replace the node: from a healthy member run RAFT.NODE REMOVE <name>, "
+    "move the data directory aside, then start the node empty and add it back "
+    "(RAFT.NODE ADD <name> <host:cluster-port> REUSE, or cluster-join); it "
+    "receives the data from the leader"
+)
+
+
 def run(config: Config) -> int:
     plog.configure(config["loglevel"], config["logfile"])
     try:
@@ -406,7 +419,12 @@ def run(config: Config) -> int:
         server = Server(config)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(server.serve())
-    except (StorageError, ConfigError) as e:
+    except StorageError as e:
+        message = f"{e}. {STORAGE_ADVICE}"
+        log.warning(f"Cannot start: {message}")
+        print(f"*** FATAL *** {message}", file=sys.stderr)
+        return 1
+    except ConfigError as e:
         log.warning(f"Cannot start: {e}")
         print(f"*** FATAL *** {e}", file=sys.stderr)
         return 1

@@ -111,6 +111,12 @@ Future = asyncio.Future
 # A read that could not be confirmed (no leader, or leadership changed while
 # it waited): nothing changed, so it is safe to retry.
 NO_LEADER_FOR_READ = "CLUSTERDOWN No leader to confirm the read; retry"
+# As Redis answers when it cannot write its AOF ("-MISCONF Errors writing to
+# the AOF file: ..."); safe to retry, on this node later or on another now.
+DISK_ERROR_PREFIX = "MISCONF Errors writing to the Raft log: "
+# A failed log write is tried again after this long, doubling up to the cap.
+WRITE_RETRY_START = 0.05
+WRITE_RETRY_CAP = 1.0
 ReadRequest = tuple["CommandEntry", int, list[bytes], Deferred]
 # The largest write the log takes: one entry must fit in one cluster-bus frame
 # (prez._core.wire.DEFAULT_MAX_FRAME_SIZE, 64 MiB) with room for the headers.
@@ -235,6 +241,10 @@ class RaftDriver:
         self.read_requests = 0
         self.reads_served = 0
         self.bytes_since_snapshot = 0  # entry bytes written since the last snapshot
+        # Set while the log cannot be written (a full disk, an I/O error).
+        self.disk_error: str | None = None
+        self.disk_error_count = 0  # failed attempts in the current episode
+        self.disk_errors_total = 0  # episodes
         self._bytes_at_snapshot_start = 0
         self.snapshots = SnapshotManager(self)
         self._wakeup: asyncio.Event | None = None
@@ -279,7 +289,10 @@ class RaftDriver:
             snapshot = SnapshotMeta(restored.index, restored.term, config)
             entries = [e for e in entries if e.index > restored.index]
             self.applied = restored.index
-            self.bytes_since_snapshot = 0
+        # The snapshot trigger counts the log on disk since the snapshot, not
+        # since this start: a node restarted more often than it fills
+        # raft-log-max-size must still snapshot and compact.
+        self.bytes_since_snapshot = sum(len(e.data) for e in entries)
         if entries and entries[0].index != (restored.index if restored else 0) + 1:
             where = (
                 f"snapshot {self.snapshots.latest.path} ends at index {restored.index}"
@@ -343,6 +356,14 @@ class RaftDriver:
     ) -> Any:
         node = self.node
         assert node is not None
+        if self.disk_error is not None:
+            # Refused where this node's own log would take the write. A
+            # follower still forwards it (the leader's log takes it), to the
+            # leader its core knows now: role and leader are otherwise updated
+            # by the Ready that the failing write holds up.
+            if node.role is Role.LEADER:
+                self._check_disk()
+            return self._not_leader(entry, client, args, node.leader)
         if self.role is Role.LEADER:
             if entry.name == EXEC_NAME:
                 watches, _ = split_exec_args(args)
@@ -395,9 +416,14 @@ class RaftDriver:
             self._kick()
 
     def _not_leader(
-        self, entry: CommandEntry, client: ClientConnection, args: list[bytes]
+        self,
+        entry: CommandEntry,
+        client: ClientConnection,
+        args: list[bytes],
+        leader: str | None = None,
     ) -> Any:
-        leader = self.leader
+        if leader is None:
+            leader = self.leader
         addr = (
             self.bus.client_addr(leader)
             if leader is not None and leader != self.name
@@ -420,6 +446,8 @@ class RaftDriver:
     ) -> Any:
         if client.read_mode == "stale":
             return entry.handler(self.store.dbs[client.db], args, now)
+        # It would wait for an applied index that cannot advance.
+        self._check_disk()
         reply = Deferred(client)
         self._read_batch.append((entry, client.db, args, reply))
         if not self._read_flush_scheduled:
@@ -1233,7 +1261,6 @@ class RaftDriver:
         node = self.node
         wakeup = self._wakeup
         assert node is not None and wakeup is not None
-        loop = asyncio.get_running_loop()
         wal = self.wal
         while True:
             await wakeup.wait()
@@ -1253,26 +1280,10 @@ class RaftDriver:
                             f"Resetting the Raft log for a snapshot failed: {e}"
                         )
                         return
-                if rd.entries or rd.hard_state is not None:
-                    try:
-                        if rd.entries:
-                            self.bytes_since_snapshot += sum(
-                                len(e.data) for e in rd.entries
-                            )
-                            wal.append(rd.entries)
-                        if rd.hard_state is not None:
-                            wal.set_hard_state(rd.hard_state)
-                        started = time.perf_counter()
-                        if wal.fsync:
-                            await loop.run_in_executor(self._executor, wal.sync)
-                        else:
-                            wal.sync()
-                        self._count_fsync(time.perf_counter() - started)
-                    except OSError as e:
-                        # A failed fsync cannot be retried safely (the page cache
-                        # may have dropped the data): stop rather than lie.
-                        self._fatal(f"Writing the Raft log failed: {e}")
-                        return
+                if (rd.entries or rd.hard_state is not None) and not (
+                    await self._persist(rd)
+                ):
+                    return
                 if rd.persisted_messages:
                     self._send(rd.persisted_messages)
                 if rd.snapshot is not None:
@@ -1301,6 +1312,82 @@ class RaftDriver:
             # Also when no Ready came (an idle one-node cluster): reap a
             # finished snapshot child, compact, start a due snapshot.
             self._snapshot_housekeeping()
+
+    async def _persist(self, rd: Ready) -> bool:
+        """Make rd's entries and hard state durable, however long it takes.
+
+        A full disk or an I/O error does not stop the node: the unsynced
+        part of the log is rolled back and the same Ready is written again,
+        from memory, with a growing delay, until it succeeds. Until then
+        nothing of this Ready is acknowledged or applied (its answers wait in
+        rd.persisted_messages), writes and reads on this node are refused
+        with -MISCONF (see `_check_disk`), and the node keeps stepping
+        messages: if it led, its followers elect another leader once its
+        heartbeats stop. False only if the node must stop.
+        """
+        wal = self.wal
+        loop = asyncio.get_running_loop()
+        delay = WRITE_RETRY_START
+        while True:
+            try:
+                if rd.entries:
+                    wal.append(rd.entries)
+                if rd.hard_state is not None:
+                    wal.set_hard_state(rd.hard_state)
+                started = time.perf_counter()
+                if wal.fsync:
+                    await loop.run_in_executor(self._executor, wal.sync)
+                else:
+                    wal.sync()
+                self._count_fsync(time.perf_counter() - started)
+            except OSError as e:
+                try:
+                    wal.rollback_unsynced()
+                except OSError as e2:
+                    self._fatal(
+                        f"Writing the Raft log failed ({e}) and so did undoing it ({e2})"
+                    )
+                    return False
+                self._disk_failed(e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_CAP)
+                continue
+            if rd.entries:
+                self.bytes_since_snapshot += sum(len(e.data) for e in rd.entries)
+            if self.disk_error is not None:
+                log.notice(
+                    f"The Raft log is writable again after {self.disk_error_count} "
+                    "failed attempts; writes and reads are accepted again"
+                )
+                self.disk_error = None
+            return True
+
+    def _disk_failed(self, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        if self.disk_error is None:
+            self.disk_error_count = 0
+            self.disk_errors_total += 1
+            log.warning(
+                f"Cannot write the Raft log in {self.wal.raft_dir}: {reason}. "
+                "Refusing writes and reads until it can be written again "
+                "(retrying by itself)"
+            )
+            # Nothing this node waits on can finish before the disk does;
+            # the writes may still commit through the other members.
+            self._fail_pending(
+                CommandError(
+                    f"UNKNOWN Cannot write the Raft log ({reason}); the write "
+                    "may or may not have been applied"
+                )
+            )
+            self._fail_reads(CommandError(f"{DISK_ERROR_PREFIX}{reason}"))
+        self.disk_error = reason
+        self.disk_error_count += 1
+
+    def _check_disk(self) -> None:
+        """Refuse what needs this node's log while it cannot be written."""
+        if self.disk_error is not None:
+            raise CommandError(f"{DISK_ERROR_PREFIX}{self.disk_error}")
 
     def _send(self, messages: list[Message]) -> None:
         for msg in messages:
@@ -1470,6 +1557,10 @@ class RaftDriver:
             if self.fsyncs
             else "0",
             "raft_fsync_max_ms": f"{1000 * self.fsync_max:.3f}",
+            # As Redis's aof_last_write_status: ok, or err while writes fail.
+            "raft_log_write_status": "ok" if self.disk_error is None else "err",
+            "raft_log_write_error": self.disk_error or "",
+            "raft_log_write_error_episodes": self.disk_errors_total,
             "raft_leader_changes": self.leader_changes,
             "raft_elections_started": self.elections,
             "raft_read_mode": self.config["read-mode"],

@@ -36,6 +36,7 @@ from prez.kv.keyspace import KVStore
 from prez.kv.snapshot import SnapshotMeta as KVSnapshotMeta
 from prez.raft.types import Message, MessageType
 from prez.server.logging import log
+from prez.storage.durable import unlink_durably
 from prez.storage.snapshot import (
     SnapshotInfo,
     SnapshotReceiver,
@@ -53,6 +54,10 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 256 * 1024  # bytes per SNAPSHOT_CHUNK frame
 FETCH_TIMEOUT = 3.0  # seconds without a chunk before asking again
 TRANSFER_IDLE_LIMIT = 30.0  # leader side: a follower silent this long failed
+# After a failed snapshot (a full disk, say) the next try waits this long, as
+# Redis waits before retrying a failed BGSAVE; otherwise every turn of the
+# Ready loop would fork a child that fails again.
+RETRY_DELAY = 5.0
 
 
 def replace_store(target: KVStore, source: KVStore) -> None:
@@ -65,7 +70,8 @@ def replace_store(target: KVStore, source: KVStore) -> None:
 class SnapshotManager:
     def __init__(self, driver: RaftDriver) -> None:
         self.driver = driver
-        self.dir: str = driver.config["dir"]
+        # Absolute: every error names a file an operator can find.
+        self.dir: str = os.path.abspath(driver.config["dir"])
         self.fsync: bool = driver.config["raft-log-fsync"]
         self.latest: SnapshotInfo | None = None
         self.child: int | None = None
@@ -77,6 +83,8 @@ class SnapshotManager:
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self.entries_at_last = 0  # applied index when the last snapshot was taken
+        self.last_ok = True  # INFO's raft_snapshot_last_status
+        self.retry_at = 0.0  # monotonic time before which none is started
         # Follower side: the transfer in progress.
         self.receiving: tuple[int, int] | None = None  # (index, term)
         self.receiver: SnapshotReceiver | None = None
@@ -108,7 +116,7 @@ class SnapshotManager:
     # -- taking snapshots --------------------------------------------------------
 
     def due(self, applied: int, log_bytes: int) -> bool:
-        if self.child is not None:
+        if self.child is not None or time.monotonic() < self.retry_at:
             return False
         config = self.driver.config
         every = config["raft-snapshot-entries"]
@@ -172,8 +180,11 @@ class SnapshotManager:
         assert meta is not None
         self.last_seconds = time.perf_counter() - self.child_started
         if os.waitstatus_to_exitcode(status) != 0:
+            self.last_ok = False
+            self.retry_at = time.monotonic() + RETRY_DELAY
             log.warning(
-                f"Snapshot of index {meta.index} failed (child exit status {status}); the log is kept"
+                f"Snapshot of index {meta.index} failed (child exit status {status}); "
+                f"the log is kept, next try in {RETRY_DELAY:.0f}s"
             )
             return None
         snaps = [
@@ -190,6 +201,7 @@ class SnapshotManager:
             snaps[0].path, meta.index, meta.term, snaps[0].size, self.last_seconds
         )
         self.snapshots_taken += 1
+        self.last_ok = True
         self.entries_at_last = meta.index
         log.notice(
             f"Snapshot of index {meta.index} written: {snaps[0].size} bytes in {self.last_seconds:.2f}s"
@@ -210,7 +222,7 @@ class SnapshotManager:
         for info in list_snapshots(self.dir):
             if (info.index, info.term) == (index, term):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(info.path)
+                    unlink_durably(info.path, fsync=self.fsync)
         remaining = list_snapshots(self.dir)
         self.latest = remaining[0] if remaining else None
 
@@ -285,8 +297,13 @@ class SnapshotManager:
             self.receive_msg = msg
             return None
         self.abort_receive()
+        try:
+            self.receiver = SnapshotReceiver(self.dir, fsync=self.fsync)
+        except OSError as e:
+            # A full disk: the leader offers it again later.
+            log.warning(f"Cannot receive snapshot {msg.index}/{msg.log_term}: {e}")
+            return None
         self.receiving = wanted
-        self.receiver = SnapshotReceiver(self.dir, fsync=self.fsync)
         self.receive_offset = 0
         self.receive_from = msg.src
         self.receive_msg = msg
@@ -322,7 +339,8 @@ class SnapshotManager:
             self.receiver.write_chunk(msg.commit, msg.context)
         except (StorageError, OSError) as e:
             log.warning(f"Snapshot transfer failed: {e}; starting over")
-            self.restart_receive()
+            if not self.restart_receive():
+                return None, None
             return self.fetch_message(), None
         self.receive_offset += len(msg.context)
         if not msg.hint_term:
@@ -331,7 +349,8 @@ class SnapshotManager:
             info = self.receiver.finish()
         except (StorageError, OSError) as e:
             log.warning(f"Received snapshot is damaged ({e}); asking for it again")
-            self.restart_receive()
+            if not self.restart_receive():
+                return None, None
             return self.fetch_message(), None
         offer = self.receive_msg
         self.receiver = None
@@ -348,11 +367,20 @@ class SnapshotManager:
             return self.fetch_message()
         return None
 
-    def restart_receive(self) -> None:
+    def restart_receive(self) -> bool:
+        """Start the transfer over; False (and the transfer dropped until the
+        leader offers it again) when not even a new file can be created."""
         if self.receiver is not None:
             self.receiver.abort()
-        self.receiver = SnapshotReceiver(self.dir, fsync=self.fsync)
+        try:
+            self.receiver = SnapshotReceiver(self.dir, fsync=self.fsync)
+        except OSError as e:
+            log.warning(f"Cannot receive a snapshot: {e}; waiting for a new offer")
+            self.receiver = None
+            self.receiving = None
+            return False
         self.receive_offset = 0
+        return True
 
     def abort_receive(self) -> None:
         if self.receiver is not None:
@@ -392,6 +420,7 @@ class SnapshotManager:
             "raft_snapshot_fork_ms": f"{self.last_fork_ms:.3f}",
             "raft_snapshot_fork_max_ms": f"{self.max_fork_ms:.3f}",
             "raft_snapshot_in_progress": int(self.child is not None),
+            "raft_snapshot_last_status": "ok" if self.last_ok else "err",
             "raft_snapshot_child_pid": self.child or 0,
             "raft_snapshots_taken": self.snapshots_taken,
             "raft_snapshots_installed": self.snapshots_installed,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from prez.errors import StorageError
 from prez.raft.types import Membership
-from prez.storage.state import fsync_dir
+from prez.storage.durable import make_dirs, write_file_atomically
 
 BOOTSTRAP_FILE = "bootstrap"
 
@@ -105,21 +105,7 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 def write_atomically(path: str, text: str, fsync: bool = True) -> None:
     """Replace `path` by `text`: after a crash it holds the old or the new text."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = path + ".tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        data = text.encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    if fsync:
-        fsync_dir(directory)
+    write_file_atomically(path, text.encode(), fsync=fsync)
 
 
 def read_bootstrap(raft_dir: str) -> tuple[Membership, MemberRegistry] | None:
@@ -144,7 +130,9 @@ def read_bootstrap(raft_dir: str) -> tuple[Membership, MemberRegistry] | None:
 def write_bootstrap(
     raft_dir: str, membership: Membership, registry: MemberRegistry
 ) -> None:
-    os.makedirs(raft_dir, exist_ok=True)
+    # The bootstrap file is usually the first thing written: the raft
+    # directory it creates must itself survive a power loss.
+    make_dirs(raft_dir)
     lines = MemberRegistry(registry.addrs).encode(membership)
     write_atomically(
         os.path.join(raft_dir, BOOTSTRAP_FILE), "".join(f"{x}\n" for x in lines)

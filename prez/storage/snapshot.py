@@ -42,7 +42,13 @@ from prez.kv.snapshot import (
     load,
     verify,
 )
-from prez.storage.state import fsync_dir
+from prez.storage.durable import (
+    atomic_file,
+    fsync_dir,
+    make_dirs,
+    replace_durably,
+    write_all,
+)
 
 logger = logging.getLogger("prez.storage")
 
@@ -89,12 +95,6 @@ def snapshot_name(index: int, term: int) -> str:
     return f"snap-{index:020d}-{term:020d}.snap"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -113,23 +113,10 @@ def write_snapshot(
     """
     started = time.perf_counter()
     directory = snapshot_dir(dir)
-    os.makedirs(directory, exist_ok=True)
+    make_dirs(directory, fsync=fsync)
     path = os.path.join(directory, snapshot_name(meta.index, meta.term))
-    temp_path = path + TEMP_SUFFIX
-    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            size = dump(store, lambda chunk: _write_all(fd, chunk), meta)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp_path, path)
-    except BaseException:
-        _remove_quietly(temp_path)
-        raise
-    if fsync:
-        fsync_dir(directory)
+    with atomic_file(path, fsync=fsync, temp_path=path + TEMP_SUFFIX) as fd:
+        size = dump(store, lambda chunk: write_all(fd, chunk), meta)
     info = SnapshotInfo(
         path, meta.index, meta.term, size, time.perf_counter() - started
     )
@@ -266,13 +253,11 @@ def load_newest_valid(
         )
     for bad, reason in failures:
         quarantined = bad.path + CORRUPT_SUFFIX
-        os.replace(bad.path, quarantined)
+        replace_durably(bad.path, quarantined)
         warnings.append(
             f"{reason}; skipped and renamed to {os.path.basename(quarantined)}, "
             f"loaded the older {os.path.basename(result[2].path)} instead"
         )
-    if failures:
-        fsync_dir(directory)
     for warning in warnings:
         logger.warning("%s", warning)
     meta, store, info = result
@@ -308,7 +293,7 @@ class SnapshotReceiver:
     def __init__(self, dir: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.directory = snapshot_dir(dir)
         self.fsync = fsync
-        os.makedirs(self.directory, exist_ok=True)
+        make_dirs(self.directory, fsync=fsync)
         self._fd, self.temp_path = tempfile.mkstemp(
             prefix="recv-", suffix=".snap" + TEMP_SUFFIX, dir=self.directory
         )
@@ -327,7 +312,7 @@ class SnapshotReceiver:
                 f"snapshot chunk at offset {offset} but {self.received} bytes "
                 f"were received so far ({kind})"
             )
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
         self.received += len(data)
 
     def finish(self) -> SnapshotInfo:
@@ -347,12 +332,10 @@ class SnapshotReceiver:
             except SnapshotError as exc:
                 raise SnapshotError(f"received snapshot rejected: {exc}") from None
             path = os.path.join(self.directory, snapshot_name(meta.index, meta.term))
-            os.replace(self.temp_path, path)
+            replace_durably(self.temp_path, path, fsync=self.fsync)
         except BaseException:
             _remove_quietly(self.temp_path)
             raise
-        if self.fsync:
-            fsync_dir(self.directory)
         info = SnapshotInfo(
             path,
             meta.index,

@@ -16,6 +16,7 @@ import struct
 from prez._core.log import crc32c
 from prez.errors import StorageError
 from prez.raft.types import HardState
+from prez.storage.durable import write_file_atomically
 
 STATE_FILE = "state"
 STATE_TMP_FILE = "state.tmp"
@@ -24,15 +25,6 @@ _MAGIC = b"PRZS"
 _VERSION = 1
 _CHECKSUM = struct.Struct("<I")
 _FIXED = struct.Struct("<4sBQQH")  # magic, version, term, commit, vote length
-
-
-def fsync_dir(path: str) -> None:
-    """Make the directory entries under `path` (creations, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_hard_state(state: HardState) -> bytes:
@@ -87,17 +79,9 @@ def load_hard_state(raft_dir: str) -> HardState:
 
 def save_hard_state(raft_dir: str, state: HardState, *, fsync: bool = True) -> None:
     """Replace `raft_dir/state` atomically (durably too when `fsync`)."""
-    tmp_path = os.path.join(raft_dir, STATE_TMP_FILE)
-    data = encode_hard_state(state)
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp_path, os.path.join(raft_dir, STATE_FILE))
-    if fsync:
-        fsync_dir(raft_dir)
+    write_file_atomically(
+        os.path.join(raft_dir, STATE_FILE),
+        encode_hard_state(state),
+        fsync=fsync,
+        temp_path=os.path.join(raft_dir, STATE_TMP_FILE),
+    )

@@ -19,8 +19,15 @@ Threading contract: a WAL is used by one thread at a time. `sync()` may run
 on a worker thread (the server runs it in an executor so the event loop keeps
 taking requests while the disk works), but no other method of the same WAL
 may run while it does; the caller awaits `sync()` before the next `append`.
-After any method raises OSError, the WAL must be closed and the node stopped
-(a failed fsync cannot be retried safely).
+
+Write errors (a full disk, an I/O error): when `append` or `sync` raises
+OSError, the caller calls `rollback_unsynced()`, which cuts every segment
+back to the part known durable (the last successful fsync) and deletes
+segments created since. The caller then appends the same entries again and
+syncs, later, as often as it takes. The bytes are always rewritten from
+memory, never fsynced again as they stand: after a failed fsync the kernel
+may have dropped the dirty pages and a second fsync would report success
+for data that never reached the disk ("fsyncgate").
 
 Truncation on conflict removes whole later segments with an immediate
 directory fsync (rare: only when a new leader overwrites a long suffix), so
@@ -39,7 +46,8 @@ from types import TracebackType
 from prez._core.log import ScanStatus, frame_entries, scan_records
 from prez.errors import StorageError
 from prez.raft.types import Entry, HardState
-from prez.storage.state import fsync_dir, load_hard_state, save_hard_state
+from prez.storage.durable import fsync_dir, make_dirs
+from prez.storage.state import load_hard_state, save_hard_state
 
 logger = logging.getLogger("prez.storage")
 
@@ -58,6 +66,7 @@ class _Segment:
     first_index: int
     path: str
     size: int = 0  # bytes of good records; the file is exactly this long
+    durable_size: int = 0  # the prefix known to be on disk (last good fsync)
     # offsets[k]: where the record of entry first_index + k starts
     offsets: list[int] = field(default_factory=list)
     fd: int = -1  # open while it is the last segment, or until its pending fsync
@@ -79,7 +88,8 @@ class WAL:
     ) -> None:
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
-        self.raft_dir = os.path.join(os.fspath(dir), RAFT_SUBDIR)
+        # Absolute: every error names a file an operator can find.
+        self.raft_dir = os.path.join(os.path.abspath(os.fspath(dir)), RAFT_SUBDIR)
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         # Warnings from the last open(), e.g. a torn tail that was cut off.
@@ -88,7 +98,7 @@ class WAL:
         self._segment_firsts: list[int] = []  # for bisect; mirrors _segments
         self._unsynced: list[_Segment] = []  # written or cut since the last sync
         self._dir_dirty = False  # a segment was created since the last sync
-        self._parent_dirty = False  # the raft directory itself was just created
+        self._created_since_sync: list[_Segment] = []
         self._staged_state: HardState | None = None
         self._saved_state = HardState()
         self._opened = False
@@ -104,11 +114,9 @@ class WAL:
         """
         if self._opened:
             raise RuntimeError("WAL already open")
-        if not os.path.isdir(self.raft_dir):
-            os.makedirs(self.raft_dir, exist_ok=True)
-            # The new directory's own entry must survive a power loss too:
-            # its parent is fsynced with the first sync().
-            self._parent_dirty = True
+        # Durable at once (parents included): a log in a directory whose
+        # own entry is lost to a power cut is no log at all.
+        make_dirs(self.raft_dir, fsync=self.fsync)
         self.recovery_warnings = []
         state = load_hard_state(self.raft_dir)
         self._saved_state = HardState(state.term, state.vote, state.commit)
@@ -174,7 +182,7 @@ class WAL:
             logger.warning("%s", warning)
             self.recovery_warnings.append(warning)
         entries_out.extend(result.entries)
-        return _Segment(first_index, path, result.end, result.offsets)
+        return _Segment(first_index, path, result.end, result.end, result.offsets)
 
     def _cut_file(self, path: str, size: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -263,6 +271,7 @@ class WAL:
                 self._close_segment(previous)
         self._segments.append(segment)
         self._segment_firsts.append(first_index)
+        self._created_since_sync.append(segment)
         # Until the directory is fsynced the new file may vanish on power loss.
         self._dir_dirty = True
         return segment
@@ -281,6 +290,7 @@ class WAL:
         os.ftruncate(segment.fd, new_size)
         del segment.offsets[keep:]
         segment.size = new_size
+        segment.durable_size = min(segment.durable_size, new_size)
         if segment not in self._unsynced:
             self._unsynced.append(segment)
 
@@ -297,6 +307,8 @@ class WAL:
             self._close_segment(segment)
             if segment in self._unsynced:
                 self._unsynced.remove(segment)
+            if segment in self._created_since_sync:
+                self._created_since_sync.remove(segment)
             os.unlink(segment.path)
         del self._segments[start:]
         del self._segment_firsts[start:]
@@ -354,6 +366,7 @@ class WAL:
         if self.fsync:
             fsync_dir(self.raft_dir)
         self._dir_dirty = False
+        self._created_since_sync.clear()  # durable: no rollback may remove it
 
     @property
     def size_bytes(self) -> int:
@@ -374,14 +387,13 @@ class WAL:
                 os.fsync(segment.fd)
             if self._dir_dirty:
                 fsync_dir(self.raft_dir)
-            if self._parent_dirty:
-                fsync_dir(os.path.dirname(os.path.abspath(self.raft_dir)))
-        self._parent_dirty = False
         last = self._segments[-1] if self._segments else None
         for segment in self._unsynced:
+            segment.durable_size = segment.size
             if segment is not last:  # rolled over: kept open only for this fsync
                 self._close_segment(segment)
         self._unsynced.clear()
+        self._created_since_sync.clear()
         self._dir_dirty = False
         staged = self._staged_state
         if staged is not None and (
@@ -389,6 +401,35 @@ class WAL:
             or staged.vote != self._saved_state.vote
         ):
             self._save_state(staged)
+
+    def rollback_unsynced(self) -> None:
+        """After a failed `append` or `sync`: forget everything not yet durable.
+
+        Segments created since the last good sync are deleted; the others
+        are cut back to their durable prefix. The staged hard state stays
+        staged. The log then ends where the last good sync left it (or where
+        a conflict truncation since then cut it), so the caller can append
+        the same entries again. May itself raise OSError (then stop).
+        """
+        self._check_open()
+        for segment in reversed(self._created_since_sync):
+            if segment in self._segments:
+                self._remove_segments(self._segments.index(segment))
+        self._created_since_sync.clear()
+        for segment in self._unsynced:
+            keep = bisect.bisect_left(segment.offsets, segment.durable_size)
+            del segment.offsets[keep:]
+            segment.size = segment.durable_size
+            if segment.fd < 0:
+                segment.fd = self._open_for_append(segment.path)
+            os.ftruncate(segment.fd, segment.size)
+        last = self._segments[-1] if self._segments else None
+        for segment in self._unsynced:
+            if segment is not last:
+                self._close_segment(segment)
+        self._unsynced.clear()
+        if last is not None and last.fd < 0:
+            last.fd = self._open_for_append(last.path)
 
     def _save_state(self, state: HardState) -> None:
         save_hard_state(self.raft_dir, state, fsync=self.fsync)
