@@ -28,13 +28,37 @@ from collections.abc import Callable
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from prez.raft.core import RaftConfig, RaftNode, Role
-from prez.raft.types import HardState, Message, MessageType
+from prez.raft.core import RaftConfig, RaftNode, Ready, Role
+from prez.raft.ready_loop import ReadyLoop
+from prez.raft.types import Entry, HardState, Message, MessageType, SnapshotMeta
 
 BATCH = 64
 NAMES = ["n1", "n2", "n3"]
 COMPACT_EVERY = 1024
 CATCH_UP_ENTRIES = 20_000
+
+
+class _FreeIO:
+    """Log, transport and state machine for the ReadyLoop at no cost:
+    writes are durable at once, messages join one queue."""
+
+    def __init__(self, queue: deque[Message]) -> None:
+        self.send = self.send_durable = queue.extend
+
+    def install_snapshot_base(self, snapshot: SnapshotMeta) -> None:
+        pass
+
+    def write(self, hard_state: HardState | None, entries: list[Entry]) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def restore(self, snapshot: SnapshotMeta) -> None:
+        pass
+
+    def apply(self, rd: Ready) -> None:
+        pass
 
 
 class LeanCluster:
@@ -55,6 +79,11 @@ class LeanCluster:
             )
             for i, name in enumerate(NAMES)
         }
+        # The server's Ready order (prez.raft.ready_loop), with free writes
+        # and an instant network.
+        self.queue: deque[Message] = deque()
+        self.free = _FreeIO(self.queue)
+        self.loops: dict[str, ReadyLoop] = {}
         self.applied = 0  # entries the leader handed out for applying
         self.rounds = 0
         self.nodes["n1"].campaign()
@@ -63,21 +92,21 @@ class LeanCluster:
         self.payload = b"x" * 100
 
     def settle(self) -> None:
-        queue: deque[Message] = deque()
+        queue = self.queue
         nodes = self.nodes
         compact_every = self.compact_every
         busy = True
         while busy:
             busy = False
             for name, node in nodes.items():
-                while node.has_ready():
+                loop = self.loops.get(name)
+                if loop is None or loop.node is not node:  # (re)started
+                    free = self.free
+                    loop = self.loops[name] = ReadyLoop(node, free, free, free)
+                while (rd := loop.run_sync()) is not None:
                     busy = True
-                    rd = node.ready()
-                    queue.extend(rd.messages)
-                    queue.extend(rd.persisted_messages)
                     if name == "n1":
                         self.applied += len(rd.committed_entries)
-                    node.advance(rd)
                     if (
                         compact_every
                         and node.applied_index - node.log.offset >= compact_every

@@ -19,6 +19,7 @@ from prez.raft.core import (
     Role,
 )
 from prez.raft.log import RaftLog
+from prez.raft.ready_loop import ReadyLoop
 from prez.raft.types import (
     Entry,
     EntryKind,
@@ -28,7 +29,14 @@ from prez.raft.types import (
     SnapshotMeta,
 )
 from prez.testing.invariants import InvariantViolation
-from prez.testing.sim import Network, SimFailure, log_with_terms, run_seed
+from prez.testing.sim import (
+    Disk,
+    Network,
+    SimFailure,
+    SnapshotFile,
+    log_with_terms,
+    run_seed,
+)
 
 THREE = ["n1", "n2", "n3"]
 FIVE = ["n1", "n2", "n3", "n4", "n5"]
@@ -995,22 +1003,37 @@ def test_sim_catches_a_snapshot_installed_below_the_commit_index(
     assert "monotonic" in first_line or "apply in order" in first_line
 
 
-def test_sim_catches_a_kept_suffix_the_driver_was_not_given(
+def test_sim_catches_a_snapshot_install_that_drops_the_acknowledged_suffix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Broken: the kept suffix is not handed out again, so the WAL reset
-    loses it while the node goes on as if it were durable."""
+    """Broken (as the WAL was): installing a received snapshot empties the
+    log even when the log holds the snapshot's last entry, so the suffix
+    after it, already acknowledged, is not durable again until the next
+    write completes. The simulator runs the production Ready order, in
+    which the base is installed before the write: it must catch this."""
 
-    def restore_in_place(self: RaftLog, index: int, term: int) -> bool:
-        if self.term_at(index) != term or index > self.last_index:
-            return original(self, index, term)
-        del self.entries[: index - self.offset]
-        self.offset, self.offset_term = index, term
-        self.persisted = max(self.persisted, index)
-        self.unstable_from = max(self.unstable_from, index + 1)
-        return True
+    def reset_always(self: Disk, snapshot: SnapshotFile) -> None:
+        self.snapshot = snapshot
+        self.entries = []
 
-    original = RaftLog.restore
-    monkeypatch.setattr(RaftLog, "restore", restore_in_place)
+    monkeypatch.setattr(Disk, "reset_to", reset_always)
     failure = first_failure(range(100), snapshot_every=10)
-    assert "durable" in str(failure) or "contiguous" in str(failure)
+    assert "durable" in str(failure)
+
+
+def test_sim_runs_the_production_ready_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator drives every node through prez.raft.ready_loop, the
+    loop the server runs: break its order (answers and votes leave with the
+    early messages, before their write is durable) and a simulation fails."""
+    original_begin = ReadyLoop.begin
+
+    def begin_and_answer_at_once(self: ReadyLoop) -> Ready | None:
+        rd = original_begin(self)
+        if rd is not None and rd.persisted_messages:
+            self.transport.send(rd.persisted_messages)
+            rd.persisted_messages = []
+        return rd
+
+    monkeypatch.setattr(ReadyLoop, "begin", begin_and_answer_at_once)
+    failure = first_failure(range(30))
+    assert "durable before" in str(failure), str(failure).splitlines()[0]

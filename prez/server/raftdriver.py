@@ -72,6 +72,7 @@ from prez.raft.core import (
     Ready,
     Role,
 )
+from prez.raft.ready_loop import ReadyLoop, needs_write
 from prez.raft.types import (
     ConfChange,
     ConfChangeKind,
@@ -136,6 +137,15 @@ JOIN_TIMEOUT = 60.0
 
 
 EXEC_NAME = EXEC_COMMAND.decode()
+
+
+class _BusTransport:
+    """The Ready loop's transport: both kinds of message go out on the bus
+    (ReadyLoop decides when each may)."""
+
+    def __init__(self, driver: RaftDriver) -> None:
+        self.send = driver._send
+        self.send_durable = driver._send
 
 
 class RaftDriver:
@@ -1261,59 +1271,55 @@ class RaftDriver:
         node = self.node
         wakeup = self._wakeup
         assert node is not None and wakeup is not None
-        wal = self.wal
+        # The order of the driver contract (prez/raft/ready_loop.py); the
+        # simulator runs the same ReadyLoop. Here the write's fsync runs in a
+        # worker thread while the event loop keeps serving.
+        ready_loop = ReadyLoop(node, self.wal, _BusTransport(self), self)
         while True:
             await wakeup.wait()
             wakeup.clear()
-            while node.has_ready():
-                rd = node.ready()
-                if rd.messages:
-                    self._send(rd.messages)
-                if rd.snapshot is not None:
-                    try:
-                        # The received file is already durable in place; the
-                        # log restarts after it (the core hands the kept suffix
-                        # out again in rd.entries).
-                        wal.reset(rd.snapshot.index + 1)
-                    except OSError as e:
-                        self._fatal(
-                            f"Resetting the Raft log for a snapshot failed: {e}"
-                        )
-                        return
-                if (rd.entries or rd.hard_state is not None) and not (
-                    await self._persist(rd)
-                ):
+            while True:
+                try:
+                    # The received snapshot file is already durable in place;
+                    # the log restarts after it (the core hands the kept
+                    # suffix out again in rd.entries).
+                    rd = ready_loop.begin()
+                except OSError as e:
+                    self._fatal(f"Resetting the Raft log for a snapshot failed: {e}")
                     return
-                if rd.persisted_messages:
-                    self._send(rd.persisted_messages)
-                if rd.snapshot is not None:
-                    meta = self.snapshots.install(
-                        rd.snapshot.index, rd.snapshot.term, self.store
-                    )
-                    self._adopt_snapshot_registry(meta.members)
-                    self._sync_bus()
-                    self.applied = rd.snapshot.index
-                    self.bytes_since_snapshot = 0
-                    log.notice(
-                        f"Installed snapshot {rd.snapshot.index}/{rd.snapshot.term}"
-                    )
-                if rd.membership is not None:
-                    self._adopt_membership(rd.membership)
-                if rd.committed_entries:
-                    self._apply(rd.committed_entries)
-                    if self._reads_parked:
-                        self._serve_parked_reads()
-                if rd.read_states:
-                    self._on_read_states(rd.read_states)
-                if rd.soft_state is not None:
-                    self._on_soft_state(rd)
-                node.advance(rd)
+                if rd is None:
+                    break
+                if needs_write(rd) and not await self._persist(ready_loop, rd):
+                    return
+                ready_loop.finish(rd)
                 self._snapshot_housekeeping()
             # Also when no Ready came (an idle one-node cluster): reap a
             # finished snapshot child, compact, start a due snapshot.
             self._snapshot_housekeeping()
 
-    async def _persist(self, rd: Ready) -> bool:
+    # -- the state machine side of the Ready loop (ready_loop.Applier) -------
+
+    def restore(self, snapshot: SnapshotMeta) -> None:
+        meta = self.snapshots.install(snapshot.index, snapshot.term, self.store)
+        self._adopt_snapshot_registry(meta.members)
+        self._sync_bus()
+        self.applied = snapshot.index
+        self.bytes_since_snapshot = 0
+        log.notice(f"Installed snapshot {snapshot.index}/{snapshot.term}")
+
+    def apply(self, rd: Ready) -> None:
+        if rd.membership is not None:
+            self._adopt_membership(rd.membership)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+            if self._reads_parked:
+                self._serve_parked_reads()
+        if rd.read_states:
+            self._on_read_states(rd.read_states)
+        if rd.soft_state is not None:
+            self._on_soft_state(rd)
+
+    async def _persist(self, ready_loop: ReadyLoop, rd: Ready) -> bool:
         """Make rd's entries and hard state durable, however long it takes.
 
         A full disk or an I/O error does not stop the node: the unsynced
@@ -1330,10 +1336,7 @@ class RaftDriver:
         delay = WRITE_RETRY_START
         while True:
             try:
-                if rd.entries:
-                    wal.append(rd.entries)
-                if rd.hard_state is not None:
-                    wal.set_hard_state(rd.hard_state)
+                ready_loop.write(rd)
                 started = time.perf_counter()
                 if wal.fsync:
                     await loop.run_in_executor(self._executor, wal.sync)

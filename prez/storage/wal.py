@@ -40,12 +40,13 @@ import bisect
 import logging
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from types import TracebackType
 
 from prez._core.log import ScanStatus, frame_entries, scan_records
 from prez.errors import StorageError
-from prez.raft.types import Entry, HardState
+from prez.raft.types import Entry, HardState, SnapshotMeta
 from prez.storage.durable import fsync_dir, make_dirs
 from prez.storage.state import load_hard_state, save_hard_state
 
@@ -55,6 +56,10 @@ DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 RAFT_SUBDIR = "raft"
 
 _SEGMENT_NAME = re.compile(r"^wal-(\d{20})\.log$")
+# Where a record's term is (prez._core.log: u32 length, u32 CRC32C, u64 index,
+# u64 term, ...).
+_TERM = struct.Struct("<Q")
+_TERM_OFFSET = 16
 
 
 def segment_name(first_index: int) -> str:
@@ -233,6 +238,17 @@ class WAL:
         if self._segments:
             next_index = self._segments[-1].next_index
             if first < next_index:
+                # What is on disk with the same terms stays as it is: it may
+                # have been acknowledged, and cutting it to write it again
+                # would leave it undurable until the next sync.
+                present = self._matching_prefix(entries)
+                if present:
+                    entries = entries[present:]
+                    if not entries:
+                        self._truncate_from(first + present)
+                        return
+                    first = entries[0].index
+            if first < next_index:
                 self._truncate_from(first)
             elif first > next_index and self.last_index >= self.first_index:
                 raise ValueError(
@@ -260,6 +276,43 @@ class WAL:
         segment.size = size_before + len(data)
         if not self._unsynced or self._unsynced[-1] is not segment:
             self._unsynced.append(segment)
+
+    def term_on_disk(self, index: int) -> int | None:
+        """The term of the entry at `index` as written (None if not held).
+
+        Read from the record's header: a rare question (conflict repair,
+        snapshot install) not worth a term per entry in memory.
+        """
+        position = bisect.bisect_right(self._segment_firsts, index) - 1
+        if position < 0:
+            return None
+        segment = self._segments[position]
+        k = index - segment.first_index
+        if k >= len(segment.offsets):
+            return None
+        fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            header = os.pread(fd, _TERM.size, segment.offsets[k] + _TERM_OFFSET)
+        finally:
+            os.close(fd)
+        if len(header) != _TERM.size:
+            return None
+        term: int = _TERM.unpack(header)[0]
+        return term
+
+    def _matching_prefix(self, entries: list[Entry]) -> int:
+        """How many of `entries` (which start inside the log) are on disk
+        with the same term. By Log Matching, one entry that matches means
+        every one before it does too, so a binary search finds the end."""
+        first = entries[0].index
+        low, high = 0, min(len(entries), self.last_index - first + 1)
+        while low < high:
+            middle = (low + high) // 2
+            if self.term_on_disk(first + middle) == entries[middle].term:
+                low = middle + 1
+            else:
+                high = middle
+        return low
 
     def _new_segment(self, first_index: int) -> _Segment:
         path = os.path.join(self.raft_dir, segment_name(first_index))
@@ -367,6 +420,30 @@ class WAL:
             fsync_dir(self.raft_dir)
         self._dir_dirty = False
         self._created_since_sync.clear()  # durable: no rollback may remove it
+
+    # -- the Ready loop's LogStore (prez.raft.ready_loop) ----------------------
+
+    def write(self, hard_state: HardState | None, entries: list[Entry]) -> None:
+        """Append `entries`, then stage `hard_state`; durable after `sync()`."""
+        if entries:
+            self.append(entries)
+        if hard_state is not None:
+            self.set_hard_state(hard_state)
+
+    def install_snapshot_base(self, snapshot: SnapshotMeta) -> None:
+        """A durable received snapshot becomes the base of the log.
+
+        If the log holds the snapshot's last entry (same index and term),
+        what follows it is the core's kept suffix, already durable and maybe
+        acknowledged: it stays, and only whole segments the snapshot covers
+        go. Otherwise the log restarts empty after the snapshot (`reset`).
+        Deleting a kept suffix to append it again would leave acknowledged
+        entries undurable until the next fsync (the simulator found it).
+        """
+        if self.term_on_disk(snapshot.index) == snapshot.term:
+            self.compact(snapshot.index)
+        else:
+            self.reset(snapshot.index + 1)
 
     @property
     def size_bytes(self) -> int:

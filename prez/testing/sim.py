@@ -63,6 +63,7 @@ from prez.raft.core import (
     Ready,
     Role,
 )
+from prez.raft.ready_loop import ReadyLoop
 from prez.raft.types import (
     ConfChange,
     ConfChangeKind,
@@ -155,6 +156,24 @@ class Disk:
         self.hard_state = HardState()
         self.snapshot: SnapshotFile | None = None
         self.entries: list[Entry] = []  # entries[i].index == offset + i + 1
+        # Written and not yet synced: what a crash loses (one Ready at most).
+        self.unsynced: tuple[HardState | None, list[Entry]] | None = None
+
+    def write(self, hard_state: HardState | None, entries: list[Entry]) -> None:
+        if self.unsynced is not None:
+            raise InvariantViolation(
+                "one write in flight", "a Ready was written before the last synced"
+            )
+        self.unsynced = (hard_state, list(entries))
+
+    def sync(self) -> None:
+        if self.unsynced is not None:
+            hard_state, entries = self.unsynced
+            self.unsynced = None
+            self.persist(hard_state, entries)
+
+    def lose_unsynced(self) -> None:
+        self.unsynced = None
 
     @property
     def offset(self) -> int:
@@ -182,9 +201,17 @@ class Disk:
             )
 
     def reset_to(self, snapshot: SnapshotFile) -> None:
-        """A snapshot from the leader becomes the base: an empty log after it."""
+        """A snapshot from the leader becomes the base. As the WAL does: a
+        log holding the snapshot's last entry keeps what follows it (the
+        core's kept suffix, durable and maybe acknowledged); any other log
+        restarts empty after the snapshot."""
+        position = snapshot.index - self.offset - 1
+        keeps_suffix = (
+            0 <= position < len(self.entries)
+            and self.entries[position].term == snapshot.term
+        )
+        self.entries = self.entries[position + 1 :] if keeps_suffix else []
         self.snapshot = snapshot
-        self.entries = []
 
     def compact(self, snapshot: SnapshotFile) -> bool:
         """Our own newer snapshot becomes the base; the entries it covers go."""
@@ -396,6 +423,10 @@ class SimNode:
     # The membership the state machine started from: the restored
     # snapshot's, else the bootstrap one; applied CONFIG entries follow it.
     base_membership: Membership | None = None
+    # The production order of each Ready (None while crashed), and the
+    # received snapshot made the durable base and not yet loaded.
+    loop: ReadyLoop | None = None
+    installing: SnapshotFile | None = None
 
 
 @dataclass
@@ -1029,7 +1060,10 @@ class Simulation:
             self.restarts_from_snapshot += 1
         member.writing = None
         member.incoming = {}
+        member.installing = None
         member.snapshotting = False
+        adapter = _MemberAdapter(self, member)
+        member.loop = ReadyLoop(member.node, adapter, adapter, adapter)
         self._record(
             "start",
             f"{member.name} term {hard.term} log {disk.offset}+1..{disk.last_index}",
@@ -1039,6 +1073,9 @@ class Simulation:
 
     def _crash(self, member: SimNode, downtime: int) -> None:
         member.node = None
+        member.loop = None
+        member.installing = None
+        member.disk.lose_unsynced()
         member.writing = None
         member.life += 1
         member.down_until = self.tick_count + downtime
@@ -1057,7 +1094,11 @@ class Simulation:
         self.checker.check_node(node)
         if member.writing is not None or not node.has_ready():
             return
-        rd = node.ready()
+        assert member.loop is not None
+        # 1-2. The leader's appends leave before its own write is durable; a
+        # received snapshot becomes the durable base.
+        rd = member.loop.begin()
+        assert rd is not None
         if rd.soft_state is not None:
             soft = rd.soft_state
             self._record(
@@ -1072,10 +1113,8 @@ class Simulation:
             self._record("membership", f"{member.name} {_describe(rd.membership)}")
         if rd.read_states:
             self._take_read_states(member, rd)
-        self.checker.check_ready_entries(node, rd.entries)
-        # 1. The leader's appends leave before its own write is durable.
-        for msg in rd.messages:
-            self._send(msg)
+        # 3. The write starts; it is durable once _write_done syncs it.
+        member.loop.write(rd)
         member.writing = rd
         delay = self.rng.randint(0, self.params.max_disk_delay)
         if delay == 0:
@@ -1088,50 +1127,18 @@ class Simulation:
         if member.life != life or member.writing is None:
             return  # the node crashed while writing: the write never happened
         rd = member.writing
-        node = member.node
-        assert node is not None
-        disk = member.disk
-        installed = None
-        if rd.snapshot is not None:
-            # 2. The received snapshot becomes the durable base.
-            installed = member.incoming.get(rd.snapshot)
-            if installed is None:
-                raise InvariantViolation(
-                    "ready snapshot received",
-                    f"{name} was handed {rd.snapshot}, holds {list(member.incoming)}",
-                )
-            member.incoming = {
-                meta: file
-                for meta, file in member.incoming.items()
-                if meta.index > installed.index
-            }
-            disk.reset_to(installed)
-        # 3. The write completes: entries, then hard state.
-        before = disk.hard_state
-        disk.persist(rd.hard_state, rd.entries)
-        self.checker.check_persist(name, before, disk.hard_state)
+        loop = member.loop
+        assert loop is not None
+        # The write completes: entries, then hard state, durable.
+        loop.log.sync()
         if self.chaos and self.rng.random() < self.params.crash_after_write_rate:
             # Durable, but the answers never left and nothing was applied.
             self._crash(member, self.rng.randrange(1, self.params.max_downtime + 1))
             return
-        # 4. Answers that speak for durable state.
-        for msg in rd.persisted_messages:
-            self.checker.check_persisted_message(msg, disk)
-            self._send(msg)
-        # 5. Load the snapshot, apply, 6. advance.
-        if installed is not None:
-            self.checker.check_restore(name, installed)
-            member.applied = list(installed.entries)
-            if installed.config is not None:
-                member.base_membership = installed.config
-        self.checker.check_apply(name, rd.committed_entries)
-        member.applied.extend(rd.committed_entries)
-        if member.writes:
-            self._acknowledge_writes(member, rd.committed_entries)
-        if member.waiting_reads:
-            self._serve_reads(member)
+        # 4-6. Answers that speak for durable state, the snapshot loaded,
+        # committed entries applied, advance.
+        loop.finish(rd)
         member.writing = None
-        node.advance(rd)
         self._maybe_snapshot(member)
         self._after_input(member)
 
@@ -1395,6 +1402,131 @@ class Simulation:
         raise InvariantViolation("liveness", f"{what} of healing ({states})")
 
 
+_PROMISE_NOTHING_DURABLE = frozenset(
+    {MessageType.PRE_VOTE, MessageType.READ_INDEX, MessageType.READ_INDEX_RESP}
+)
+
+
+class _MemberAdapter:
+    """A Simulation member's log, transport and state machine for the
+    production ReadyLoop, with the safety checker watching each step."""
+
+    def __init__(self, sim: Simulation, member: SimNode) -> None:
+        self.sim = sim
+        self.member = member
+
+    # LogStore
+    def install_snapshot_base(self, snapshot: SnapshotMeta) -> None:
+        member = self.member
+        installed = member.incoming.get(snapshot)
+        if installed is None:
+            raise InvariantViolation(
+                "ready snapshot received",
+                f"{member.name} was handed {snapshot}, holds {list(member.incoming)}",
+            )
+        member.incoming = {
+            meta: file
+            for meta, file in member.incoming.items()
+            if meta.index > installed.index
+        }
+        member.disk.reset_to(installed)
+        member.installing = installed
+
+    def write(self, hard_state: HardState | None, entries: list[Entry]) -> None:
+        node = self.member.node
+        assert node is not None
+        self.sim.checker.check_ready_entries(node, entries)
+        self.member.disk.write(hard_state, entries)
+
+    def sync(self) -> None:
+        disk = self.member.disk
+        before = disk.hard_state
+        disk.sync()
+        self.sim.checker.check_persist(self.member.name, before, disk.hard_state)
+
+    # Transport
+    def send(self, messages: list[Message]) -> None:
+        checker, disk = self.sim.checker, self.member.disk
+        for msg in messages:
+            # What leaves early must promise nothing beyond the disk either,
+            # so a ReadyLoop that sent answers too early is caught whichever
+            # way it sent them. Exempt: a pre-vote request names the term it
+            # would enter, read-index requests and answers speak for
+            # leadership only.
+            if msg.type not in _PROMISE_NOTHING_DURABLE:
+                checker.check_persisted_message(msg, disk)
+            self.sim._send(msg)
+
+    def send_durable(self, messages: list[Message]) -> None:
+        for msg in messages:
+            self.sim.checker.check_persisted_message(msg, self.member.disk)
+            self.sim._send(msg)
+
+    # Applier
+    def restore(self, snapshot: SnapshotMeta) -> None:
+        member = self.member
+        installed = member.installing
+        assert installed is not None and installed.meta == snapshot
+        member.installing = None
+        self.sim.checker.check_restore(member.name, installed)
+        member.applied = list(installed.entries)
+        if installed.config is not None:
+            member.base_membership = installed.config
+
+    def apply(self, rd: Ready) -> None:
+        member = self.member
+        self.sim.checker.check_apply(member.name, rd.committed_entries)
+        member.applied.extend(rd.committed_entries)
+        if member.writes:
+            self.sim._acknowledge_writes(member, rd.committed_entries)
+        if member.waiting_reads:
+            self.sim._serve_reads(member)
+
+
+class _NetworkAdapter:
+    """A Network node's log, transport and state machine for the ReadyLoop."""
+
+    def __init__(self, net: Network, name: str) -> None:
+        self.net = net
+        self.name = name
+        self.disk = net.disks[name]
+        self.installing: SnapshotFile | None = None
+
+    def install_snapshot_base(self, snapshot: SnapshotMeta) -> None:
+        installed = self.net.incoming.pop(self.name)
+        assert installed.meta == snapshot
+        self.disk.reset_to(installed)
+        self.installing = installed
+
+    def write(self, hard_state: HardState | None, entries: list[Entry]) -> None:
+        self.net.checker.check_ready_entries(self.net.nodes[self.name], entries)
+        self.disk.write(hard_state, entries)
+
+    def sync(self) -> None:
+        before = self.disk.hard_state
+        self.disk.sync()
+        self.net.checker.check_persist(self.name, before, self.disk.hard_state)
+
+    def send(self, messages: list[Message]) -> None:
+        self.net.outbox.extend(messages)
+
+    def send_durable(self, messages: list[Message]) -> None:
+        for msg in messages:
+            self.net.checker.check_persisted_message(msg, self.disk)
+        self.net.outbox.extend(messages)
+
+    def restore(self, snapshot: SnapshotMeta) -> None:
+        installed = self.installing
+        assert installed is not None
+        self.net.checker.check_restore(self.name, installed)
+        self.net.applied[self.name] = list(installed.entries)
+
+    def apply(self, rd: Ready) -> None:
+        self.net.checker.check_apply(self.name, rd.committed_entries)
+        self.net.applied[self.name].extend(rd.committed_entries)
+        self.net.read_states[self.name].extend(rd.read_states)
+
+
 def _describe(membership: Membership) -> str:
     text = "voters " + ",".join(sorted(membership.voters))
     if membership.learners:
@@ -1517,29 +1649,9 @@ class Network:
         """Drain the node's Readys by the driver contract, queueing messages."""
         node = self.nodes[name]
         self.checker.check_node(node)
-        disk = self.disks[name]
-        while node.has_ready():
-            rd = node.ready()
-            self.checker.check_ready_entries(node, rd.entries)
-            self.outbox.extend(rd.messages)
-            installed = None
-            if rd.snapshot is not None:
-                installed = self.incoming.pop(name)
-                assert installed.meta == rd.snapshot
-                disk.reset_to(installed)
-            before = disk.hard_state
-            disk.persist(rd.hard_state, rd.entries)
-            self.checker.check_persist(name, before, disk.hard_state)
-            for msg in rd.persisted_messages:
-                self.checker.check_persisted_message(msg, disk)
-            self.outbox.extend(rd.persisted_messages)
-            if installed is not None:
-                self.checker.check_restore(name, installed)
-                self.applied[name] = list(installed.entries)
-            self.checker.check_apply(name, rd.committed_entries)
-            self.applied[name].extend(rd.committed_entries)
-            self.read_states[name].extend(rd.read_states)
-            node.advance(rd)
+        adapter = _NetworkAdapter(self, name)
+        loop = ReadyLoop(node, adapter, adapter, adapter)
+        while loop.run_sync() is not None:
             self.checker.check_node(node)
 
     def _passes(self, msg: Message) -> bool:
