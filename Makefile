@@ -18,6 +18,7 @@ system-deps:
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

@@ -8,6 +8,7 @@ On failure its log is available for the test's report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -144,6 +145,9 @@ class ServerProcess:
         self.env = child_env(env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "prez.log"
+        # In a process group of its own, `kill()` also ends what the server
+        # forked (a snapshot child outlives a SIGKILLed parent otherwise).
+        self.own_group = False
 
     @property
     def conf_path(self) -> Path:
@@ -162,6 +166,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                start_new_session=self.own_group,
             )
         if wait:
             try:
@@ -197,8 +202,21 @@ class ServerProcess:
                 self.proc.wait()
         return self.proc.returncode
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL, and with `own_group` every process of its group; returns
+        once all of them are gone (a zombie counts as gone: it holds no files)."""
+        if self.proc is None:
+            return
+        if self.own_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            wait_until(
+                lambda: not group_members(self.proc.pid) if self.proc else True,
+                timeout,
+                what=f"process group {self.proc.pid} gone",
+            )
+        elif self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
@@ -221,6 +239,24 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parens.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry))
+    return members
 
 
 def free_port_block(count: int, low: int = PORT_LOW, high: int = PORT_HIGH) -> int:

@@ -22,7 +22,7 @@ from prez.testing.procs import HOST, ServerProcess, wait_until
 
 
 class WriteLoad:
-    """`clients` threads, each writing keys w<worker>:<n> = v<n> to a random
+    """`clients` threads, each writing keys <prefix>w<worker>:<n> = v<n> to a random
     live member: of `nodes` when given, else of `cluster.nodes` as it is at
     each write (so members that come and go are followed)."""
 
@@ -32,8 +32,10 @@ class WriteLoad:
         clients: int = 3,
         nodes: list[ServerProcess] | None = None,
         seconds: float = 120,
+        prefix: str = "",
     ) -> None:
         self.cluster = cluster
+        self.prefix = prefix
         self.nodes = nodes
         self.seconds = seconds
         self.acked: dict[bytes, bytes] = {}
@@ -67,7 +69,8 @@ class WriteLoad:
                     socket_timeout=2,
                     retry=Retry(NoBackoff(), 0),
                 )
-            key, value = f"w{worker}:{n}".encode(), f"v{n}".encode()
+            key = f"{self.prefix}w{worker}:{n}".encode()
+            value = f"v{n}".encode()
             n += 1
             try:
                 if conn.set(key, value):
