@@ -22,7 +22,7 @@ import pytest
 import uvloop
 
 from prez._core.wire import encode_hello, encode_message
-from prez.raft.types import Entry, Message, MessageType
+from prez.raft.types import MAX_TERM, Entry, EntryKind, Message, MessageType
 from prez.server import peer
 from prez.server.logging import DEBUG, log
 from prez.server.peer import PeerBus
@@ -150,27 +150,33 @@ async def close_all(nodes: list[Node]) -> None:
 
 
 def random_message(rng: random.Random, src: str, dst: str, seq: int) -> Message:
-    """A message of any type; `seq` in `commit` makes each one recognisable."""
+    """A well-formed message of any type (one decode_message takes); `seq`
+    in `commit` makes each one recognisable."""
     kind = rng.choice(list(MessageType))
+    term = rng.randrange(1, MAX_TERM + 1)
+    index = rng.randrange(1, 1 << 40)
+    log_term = rng.randrange(1, term + 1)
     entries = []
     if kind == MessageType.APPEND:
-        first = rng.randrange(1, 1 << 40)
+        terms = sorted(
+            rng.randrange(log_term, term + 1) for _ in range(rng.randrange(80))
+        )
         entries = [
             Entry(
-                first + i,
-                rng.randrange(1, 1000),
-                rng.randrange(3),
+                index + 1 + i,
+                entry_term,
+                rng.randrange(2),
                 rng.randbytes(rng.randrange(300)),
             )
-            for i in range(rng.randrange(0, 80))
+            for i, entry_term in enumerate(terms)
         ]
     return Message(
         type=kind,
-        term=rng.randrange(1 << 63),
+        term=term,
         src=src,
         dst=dst,
-        index=rng.randrange(1 << 64),
-        log_term=rng.randrange(1 << 32),
+        index=index,
+        log_term=log_term,
         commit=seq,
         reject=rng.random() < 0.5,
         reject_hint=rng.randrange(1 << 20),
@@ -569,6 +575,24 @@ CLOSING_INPUTS = [
     ("own-name", hello("a"), "HELLO from unknown member 'a'"),
     ("message-before-hello", encode_message(marker("b", "a", 1)), "not a valid HELLO"),
     ("truncated-hello", frame_of(0x80, b"\x05\x00ab"), "not a valid HELLO"),
+    (
+        "bad-client-addr",
+        encode_hello("b", "no port here", ""),
+        "client address 'no port here' is not host:port",
+    ),
+    # Refused on the header alone: nothing of a large frame is buffered
+    # before the HELLO (issue 11: 64 MiB frames from strangers).
+    (
+        "large-frame-before-hello",
+        struct.pack("<IBB", 64 * 1024 * 1024, 1, int(MessageType.APPEND))
+        + b"\x00" * 65536,
+        f"over the limit of {peer.HELLO_MAX_FRAME}",
+    ),
+    (
+        "large-hello",
+        frame_of(0x80, b"\x00" * peer.HELLO_MAX_FRAME),
+        f"over the limit of {peer.HELLO_MAX_FRAME}",
+    ),
 ]
 
 
@@ -601,20 +625,11 @@ def test_hostile_stream_is_closed_and_logged(
     run(body)
 
 
-# (name, one frame sent after a valid HELLO as "b", what the log must say)
+# (name, one frame sent after a valid HELLO as "b", what the log must say):
+# well-formed messages naming the wrong nodes are dropped, the connection stays.
 DROPPED_FRAMES = [
-    ("truncated-message", truncated_message("b", "a"), "truncated frame"),
     ("forged-src", encode_message(marker("c", "a", 99)), "addressed 'c' -> 'a'"),
     ("wrong-dst", encode_message(marker("b", "c", 99)), "addressed 'b' -> 'c'"),
-    ("unknown-type", frame_of(42, b"\x00" * 60), "unknown message type"),
-    (
-        "bad-version",
-        encode_message(marker("b", "a", 99))[:4]
-        + b"\x09"
-        + encode_message(marker("b", "a", 99))[5:],
-        "unsupported version",
-    ),
-    ("second-hello", hello("b"), "unknown message type"),
 ]
 
 
@@ -622,7 +637,7 @@ DROPPED_FRAMES = [
     ("frame", "logged"),
     [pytest.param(frame, logged, id=case) for case, frame, logged in DROPPED_FRAMES],
 )
-def test_bad_frame_is_dropped_and_the_connection_stays(
+def test_misaddressed_message_is_dropped_and_the_connection_stays(
     run: Runner, log_text: Callable[[], str], frame: bytes, logged: str
 ) -> None:
     async def body() -> None:
@@ -641,6 +656,123 @@ def test_bad_frame_is_dropped_and_the_connection_stays(
             assert lines and " # " in lines[0], log_text()
             assert "peer b" in lines[0]
             await raw.close()
+            await exchange(nodes, rounds=10, seed=6)
+            assert all(m.commit != 99 for m in a.inbox)
+        finally:
+            await close_all(nodes)
+
+    run(body)
+
+
+def unchecked_frame(msg: Message) -> bytes:
+    """`msg` as the compiled encoder writes it (any u64 goes)."""
+    return encode_message(msg)
+
+
+# (name, one frame sent after a valid HELLO as "b", what the log must say):
+# frames that do not decode, messages no correct node sends (issue 11) and
+# frames over their type's cap close the connection; nothing reaches Raft.
+REFUSED_FRAMES = [
+    ("truncated-message", truncated_message("b", "a"), "truncated frame"),
+    ("unknown-type", frame_of(42, b"\x00" * 60), "unknown message type"),
+    (
+        "bad-version",
+        encode_message(marker("b", "a", 99))[:4]
+        + b"\x09"
+        + encode_message(marker("b", "a", 99))[5:],
+        "unsupported version",
+    ),
+    ("second-hello", hello("b"), "unknown message type"),
+    (
+        "term-u64-max",
+        unchecked_frame(Message(MessageType.HEARTBEAT, 2**64 - 1, "b", "a", commit=99)),
+        "term 18446744073709551615 over the limit",
+    ),
+    (
+        "commit-u64-max",
+        unchecked_frame(
+            Message(
+                MessageType.APPEND, 3, "b", "a", index=1, log_term=1, commit=2**64 - 1
+            )
+        ),
+        "commit 18446744073709551615 over the limit",
+    ),
+    (
+        "config-does-not-parse",
+        unchecked_frame(
+            Message(
+                MessageType.APPEND,
+                3,
+                "b",
+                "a",
+                index=0,
+                log_term=0,
+                commit=99,
+                entries=[Entry(1, 3, EntryKind.CONFIG, b"\x00garbage")],
+            )
+        ),
+        "CONFIG entry 1 does not parse",
+    ),
+    (
+        "entries-out-of-sequence",
+        unchecked_frame(
+            Message(
+                MessageType.APPEND,
+                3,
+                "b",
+                "a",
+                index=5,
+                log_term=3,
+                commit=99,
+                entries=[Entry(6, 3), Entry(2, 3), Entry(8, 3)],
+            )
+        ),
+        "entry index 2 where 7 belongs",
+    ),
+    (
+        "snapshot-offer-of-nothing",
+        unchecked_frame(Message(MessageType.SNAPSHOT, 3, "b", "a", commit=99)),
+        "names no snapshot",
+    ),
+    (
+        "oversized-heartbeat-header",
+        struct.pack("<IBB", peer.MESSAGE_MAX_FRAME + 1, 1, int(MessageType.HEARTBEAT)),
+        f"over the limit of {peer.MESSAGE_MAX_FRAME} for type 8",
+    ),
+    (
+        "oversized-append-header",
+        struct.pack("<IBB", 0xFFFFFFF0, 1, int(MessageType.APPEND)),
+        "over the limit of 67108864",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "logged"),
+    [pytest.param(frame, logged, id=case) for case, frame, logged in REFUSED_FRAMES],
+)
+def test_bad_frame_closes_the_connection_and_reaches_nothing(
+    run: Runner, log_text: Callable[[], str], frame: bytes, logged: str
+) -> None:
+    async def body() -> None:
+        nodes = await start_all(make_members("a", "b", "c"))
+        a = nodes[0]
+        try:
+            await wait_meshed(nodes)
+            raw = await RawPeer.open(a.port)
+            await raw.send(hello("b") + frame + encode_message(marker("b", "a", 99)))
+            assert await raw.closed_by_bus()
+            await raw.close()
+            assert a.bus.bad_frames == 1
+            lines = [line for line in log_text().splitlines() if logged in line]
+            assert lines and " # " in lines[0], log_text()
+            assert "peer b" in lines[0]
+            # The real "b" kept its own connection, and a new one works too.
+            assert a.bus.connected("b") and nodes[1].bus.connected("a")
+            again = await RawPeer.open(a.port)
+            await again.send(hello("b") + encode_message(marker("b", "a", 1234)))
+            await wait_for(lambda: a.inbox, "a good message on a new connection")
+            await again.close()
             await exchange(nodes, rounds=10, seed=6)
             assert all(m.commit != 99 for m in a.inbox)
         finally:
@@ -866,3 +998,163 @@ def test_listening_on_a_taken_port_raises(run: Runner) -> None:
             await a.bus.close()
 
     run(body)
+
+
+# ---- memory per connection (issue 11 part 4) ----
+
+
+def append_of(size: int, src: str = "b", dst: str = "a", commit: int = 1) -> bytes:
+    """A well-formed APPEND frame of about `size` bytes (one entry)."""
+    msg = Message(
+        MessageType.APPEND,
+        3,
+        src,
+        dst,
+        index=0,
+        log_term=0,
+        commit=commit,
+        entries=[Entry(1, 3, 0, b"v" * size)],
+    )
+    return encode_message(msg)
+
+
+def test_hello_and_a_big_frame_in_one_write_are_both_taken(run: Runner) -> None:
+    """The tiny pre-HELLO cap holds for the HELLO only, not for what arrives
+    in the same read after it."""
+
+    async def body() -> None:
+        nodes = await start_all(make_members("a", "b"))
+        a = nodes[0]
+        try:
+            await wait_meshed(nodes)
+            raw = await RawPeer.open(a.port)
+            big = append_of(3 * 1024 * 1024)
+            await raw.send(hello("b") + big + encode_message(marker("b", "a", 7)))
+            await wait_for(lambda: len(a.inbox) == 2, "both messages")
+            assert a.inbox[0] == Message(
+                MessageType.APPEND,
+                3,
+                "b",
+                "a",
+                index=0,
+                log_term=0,
+                commit=1,
+                entries=[Entry(1, 3, 0, b"v" * (3 * 1024 * 1024))],
+            )
+            assert a.bus.bad_frames == 0 and a.bus._large_reserved == 0
+            await raw.close()
+        finally:
+            await close_all(nodes)
+
+    run(body)
+
+
+def test_large_frames_share_one_budget(
+    run: Runner, log_text: Callable[[], str]
+) -> None:
+    """Only one large frame at a time fits the budget: a second connection
+    announcing one is closed at its header, small frames keep flowing, and
+    the budget is free again once the first completes or goes."""
+
+    async def body() -> None:
+        nodes = await start_all(make_members("a", "b", "c"))
+        a = nodes[0]
+        try:
+            await wait_meshed(nodes)
+            a.bus.large_frame_budget = 5 * 1024 * 1024
+            first = append_of(4 * 1024 * 1024, commit=11)
+            holder = await RawPeer.open(a.port)
+            await holder.send(hello("b") + first[: len(first) // 2])
+            await wait_for(
+                lambda: a.bus._large_reserved == len(first), "the reservation"
+            )
+            second = await RawPeer.open(a.port)
+            await second.send(hello("c") + append_of(2 * 1024 * 1024, src="c")[:100])
+            assert await second.closed_by_bus()
+            await second.close()
+            assert a.bus.large_frames_refused == 1
+            assert (
+                "does not fit in what is left of the 5242880-byte budget" in log_text()
+            )
+            # Small frames from everyone still go through meanwhile.
+            await exchange(nodes, rounds=5, seed=3)
+            await holder.send(first[len(first) // 2 :])
+            await wait_for(
+                lambda: a.inbox and a.inbox[-1].commit == 11, "the large frame"
+            )
+            assert a.bus._large_reserved == 0
+            # Again, and this time the holder gives up half-way.
+            await holder.send(first[:1000])
+            await wait_for(
+                lambda: a.bus._large_reserved == len(first), "a new reservation"
+            )
+            await holder.close()
+            await wait_for(lambda: a.bus._large_reserved == 0, "the budget back")
+        finally:
+            await close_all(nodes)
+
+    run(body)
+
+
+def test_a_large_frame_must_complete_in_time(
+    run: Runner, log_text: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peer, "LARGE_FRAME_TIMEOUT", 0.2)
+
+    async def body() -> None:
+        nodes = await start_all(make_members("a", "b"))
+        a = nodes[0]
+        try:
+            await wait_meshed(nodes)
+            raw = await RawPeer.open(a.port)
+            await raw.send(hello("b") + append_of(3 * 1024 * 1024)[:4096])
+            assert await raw.closed_by_bus()
+            await raw.close()
+            assert "still incomplete after 0.2 s" in log_text()
+            assert a.bus._large_reserved == 0
+        finally:
+            await close_all(nodes)
+
+    run(body)
+
+
+def test_connections_naming_one_member_are_capped(run: Runner) -> None:
+    """However many connections say HELLO as "b", at most
+    MAX_INBOUND_PER_PEER stay open (the oldest go), and the real "b" gets
+    back in and delivers."""
+
+    async def body() -> None:
+        nodes = await start_all(make_members("a", "b"))
+        a, b = nodes
+        try:
+            await wait_meshed(nodes)
+            raws = []
+            for _ in range(peer.MAX_INBOUND_PER_PEER + 2):
+                raw = await RawPeer.open(a.port)
+                await raw.send(hello("b"))
+                raws.append(raw)
+            await wait_for(
+                lambda: (
+                    sum(1 for c in a.bus._inbound if c.peer == "b")
+                    <= peer.MAX_INBOUND_PER_PEER
+                ),
+                "the oldest connections to be closed",
+            )
+            assert await raws[0].closed_by_bus()
+            for raw in raws:
+                await raw.close()
+            await wait_for(lambda: b.bus.connected("a"), "b to reconnect")
+            b.bus.send([marker("b", "a", 4321)])
+            await wait_for(
+                lambda: any(m.commit == 4321 for m in a.inbox), "b's message"
+            )
+            assert len(a.bus._by_peer.get("b", [])) <= peer.MAX_INBOUND_PER_PEER
+        finally:
+            await close_all(nodes)
+
+    run(body)
+
+
+def test_a_hello_over_the_cap_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="over the 4096 a HELLO may"):
+        PeerBus("n" * 5000, f"{HOST}:1", {}, lambda msg: None)

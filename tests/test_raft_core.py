@@ -21,6 +21,7 @@ from prez.raft.core import (
 from prez.raft.log import RaftLog
 from prez.raft.ready_loop import ReadyLoop
 from prez.raft.types import (
+    MAX_TERM,
     Entry,
     EntryKind,
     HardState,
@@ -1037,3 +1038,76 @@ def test_sim_runs_the_production_ready_loop(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(ReadyLoop, "begin", begin_and_answer_at_once)
     failure = first_failure(range(30))
     assert "durable before" in str(failure), str(failure).splitlines()[0]
+
+
+# -- messages no leader sends (issue 11): dropped, never fatal ----------------
+
+
+def test_a_term_that_cannot_be_incremented_is_dropped() -> None:
+    """A term over MAX_TERM would leave the node a term it cannot campaign
+    past (term + 1 overflowed the hard state's u64 and crashed every node
+    that took it, at each restart): such messages are dropped."""
+    node = make_node(term=2, entries=log_with_terms([1, 2]))
+    drain(node)
+    for term in (2**64 - 1, MAX_TERM + 1):
+        node.step(Message(MessageType.HEARTBEAT, term, "n2", "n1", commit=2))
+        node.step(Message(MessageType.VOTE, term, "n2", "n1", index=9, log_term=2))
+        assert node.term == 2 and not node.has_ready()
+
+
+def test_the_largest_term_still_leaves_room_to_campaign() -> None:
+    node = make_node(term=2, entries=log_with_terms([1, 2]), pre_vote=False)
+    node.step(Message(MessageType.HEARTBEAT, MAX_TERM, "n2", "n1", commit=2))
+    drain(node)
+    assert node.term == MAX_TERM
+    for _ in range(100):
+        node.tick()
+        drain(node)
+        if node.term > MAX_TERM:
+            break
+    assert node.term == MAX_TERM + 1 < 2**63
+
+
+def test_an_append_with_a_config_entry_that_does_not_parse_is_dropped() -> None:
+    """It stopped the node ("Raft safety violation"): now the log and the
+    membership stay as they were and nothing is answered."""
+    node = make_node(term=2, entries=log_with_terms([1, 2]))
+    drain(node)
+    before = node.membership
+    bad = Message(
+        MessageType.APPEND,
+        2,
+        "n2",
+        "n1",
+        index=2,
+        log_term=2,
+        commit=3,
+        entries=[Entry(3, 2), Entry(4, 2, EntryKind.CONFIG, b"not a membership")],
+    )
+    node.step(bad)
+    (rd,) = drain(node)  # only the leader's name is news
+    assert rd.entries == [] and rd.persisted_messages == []
+    assert node.last_index == 2 and node.commit_index == 0
+    assert node.membership == before
+
+
+def test_an_append_reaching_below_commit_through_a_stray_index_is_dropped() -> None:
+    """A run with a stray index in the middle could name a committed entry as
+    its conflict: that raised RaftSafetyError; now the message is dropped."""
+    node = make_node(term=2, entries=log_with_terms([1, 2, 2, 2]))
+    node.step(Message(MessageType.HEARTBEAT, 2, "n2", "n1", commit=3))
+    drain(node)
+    assert node.commit_index == 3
+    bad = Message(
+        MessageType.APPEND,
+        2,
+        "n2",
+        "n1",
+        index=3,
+        log_term=2,
+        # 4 matches what the log holds; "2" then conflicts, behind commit.
+        entries=[Entry(4, 2), Entry(2, 3, data=b"other"), Entry(6, 2)],
+    )
+    node.step(bad)
+    assert not node.has_ready()
+    assert node.log.entry_at(2).data == b"2/2" and node.last_index == 4

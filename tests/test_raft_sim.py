@@ -49,6 +49,7 @@ import os
 import pytest
 
 from prez.raft.core import RaftConfig
+from prez.raft.types import Message
 from prez.testing.sim import SimFailure, SimReport, Simulation, run_seed
 
 DEFAULT_SEEDS = 500
@@ -313,3 +314,30 @@ def test_snapshot_runs_catch_followers_up_by_install_snapshot() -> None:
     assert sum(1 for count in installed if count >= 5) >= len(reports) // 3
     assert sum(report.snapshot_failures for report in reports) >= len(reports)
     assert sum(report.restarts_from_snapshot for report in reports) >= len(reports)
+
+
+def test_every_message_a_core_sends_passes_the_wire_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """decode_message refuses messages no correct node sends (issue 11): the
+    refusals must never hit real traffic. Every message of simulated runs,
+    with faults, snapshots, reads, transfers and membership changes, goes
+    through the compiled encoder and both decoders on its way."""
+    from prez._core import wire, wire_py
+
+    sent = 0
+    original = Simulation._send
+
+    def checked_send(self: Simulation, msg: Message) -> None:
+        nonlocal sent
+        frame = wire.encode_message(msg)
+        assert wire.decode_message(frame) == msg
+        assert wire_py.decode_message(frame) == msg
+        sent += 1
+        original(self, msg)
+
+    monkeypatch.setattr(Simulation, "_send", checked_send)
+    for seed in range(12):
+        run_or_fail(seed, membership=True, snapshot_every=SNAPSHOT_EVERY)
+        run_or_fail(seed, read_mode="lease")
+    assert sent > 10_000

@@ -1,6 +1,8 @@
-"""The peer wire codec: round trips, identical bytes, malformed frames, splitting.
+"""The peer wire codec: round trips, identical bytes, malformed frames, splitting,
+and the checks that keep messages no correct node sends from being decoded.
 
 Every test runs against the compiled module and its struct-based twin.
+(Property-based fuzzing of the decoders: tests/test_fuzz.py.)
 """
 
 from __future__ import annotations
@@ -16,14 +18,24 @@ from hypothesis import strategies as st
 from prez._core import wire as compiled_wire
 from prez._core import wire_py
 from prez.errors import ProtocolError
-from prez.raft.types import Entry, Message, MessageType
+from prez.raft.types import (
+    MAX_INDEX,
+    MAX_TERM,
+    Entry,
+    EntryKind,
+    Membership,
+    Message,
+    MessageType,
+)
 
 IMPLS = [pytest.param(compiled_wire, id="compiled"), pytest.param(wire_py, id="twin")]
 
 U64 = st.integers(0, 2**64 - 1)
 NAMES = st.text(max_size=24)
+CONFIG_DATA = Membership(frozenset({"n1", "n2"}), frozenset({"n3"})).encode()
 
-entries_strategy = st.lists(
+# Any message the format can carry, well-formed or not.
+any_entries = st.lists(
     st.builds(
         Entry,
         index=U64,
@@ -34,7 +46,7 @@ entries_strategy = st.lists(
     max_size=30,
 )
 
-messages = st.builds(
+any_messages = st.builds(
     Message,
     type=st.sampled_from(list(MessageType)),
     term=U64,
@@ -46,9 +58,48 @@ messages = st.builds(
     reject=st.booleans(),
     reject_hint=U64,
     hint_term=U64,
-    entries=entries_strategy,
+    entries=any_entries,
     context=st.binary(max_size=64),
 )
+
+
+@st.composite
+def well_formed_messages(draw: st.DrawFn) -> Message:
+    """Messages of the kind correct nodes send: decode_message takes them."""
+    msg_type = draw(st.sampled_from(list(MessageType)))
+    term = draw(st.integers(1 if msg_type == MessageType.SNAPSHOT else 0, MAX_TERM))
+    index = draw(st.integers(0, MAX_INDEX - 30))
+    log_term = draw(st.integers(0, MAX_TERM))
+    entries: list[Entry] = []
+    if msg_type in (MessageType.APPEND, MessageType.VOTE, MessageType.PRE_VOTE):
+        log_term = draw(st.integers(0, term))
+    if msg_type == MessageType.SNAPSHOT:
+        index = max(index, 1)
+        log_term = draw(st.integers(1, term))
+    if msg_type == MessageType.APPEND:
+        terms = sorted(draw(st.lists(st.integers(log_term, term), max_size=30)))
+        for offset, entry_term in enumerate(terms, start=1):
+            kind = draw(st.sampled_from(list(EntryKind)))
+            data = (
+                CONFIG_DATA
+                if kind == EntryKind.CONFIG
+                else draw(st.binary(max_size=200))
+            )
+            entries.append(Entry(index + offset, entry_term, kind, data))
+    return Message(
+        msg_type,
+        term,
+        draw(NAMES),
+        draw(NAMES),
+        index,
+        log_term,
+        draw(st.integers(0, MAX_INDEX)),
+        draw(st.booleans()),
+        draw(st.integers(0, MAX_INDEX)),
+        draw(st.integers(0, MAX_TERM)),
+        entries,
+        draw(st.binary(max_size=64)),
+    )
 
 
 @pytest.fixture(params=IMPLS)
@@ -67,8 +118,9 @@ def append_message(count: int = 3, size: int = 10) -> Message:
         log_term=6,
         commit=99,
         entries=[
-            Entry(101 + k, 7, k % 3, bytes([k % 256]) * size) for k in range(count)
-        ],
+            Entry(101 + k, 7, k % 2, bytes([k % 256]) * size) for k in range(count)
+        ]
+        + ([Entry(101 + count, 7, EntryKind.CONFIG, CONFIG_DATA)] if count else []),
         context=b"ctx",
     )
 
@@ -84,8 +136,22 @@ def test_codec_covers_every_message_field(impl: ModuleType) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(messages)
+@given(well_formed_messages())
 @example(Message(MessageType.HEARTBEAT, 0, "", ""))
+@example(
+    Message(
+        MessageType.APPEND,
+        MAX_TERM,
+        "a",
+        "b",
+        index=MAX_INDEX - 1,
+        log_term=1,
+        commit=MAX_INDEX,
+        reject_hint=MAX_INDEX,
+        hint_term=MAX_TERM,
+        entries=[Entry(MAX_INDEX, MAX_TERM, EntryKind.NOOP)],
+    )
+)
 def test_round_trip_and_identical_bytes(msg: Message) -> None:
     frame = compiled_wire.encode_message(msg)
     assert frame == wire_py.encode_message(msg)
@@ -94,6 +160,24 @@ def test_round_trip_and_identical_bytes(msg: Message) -> None:
         assert decoded == msg
         assert isinstance(decoded.type, MessageType)
         assert impl.frame_type(frame) == msg.type
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_messages)
+def test_any_message_round_trips_or_is_refused_by_both(msg: Message) -> None:
+    """The encoder carries any u64; what the decoders refuse, both refuse."""
+    frame = compiled_wire.encode_message(msg)
+    assert frame == wire_py.encode_message(msg)
+    outcomes = []
+    for impl in (compiled_wire, wire_py):
+        try:
+            decoded = impl.decode_message(frame)
+        except ProtocolError as exc:
+            outcomes.append(str(exc))
+        else:
+            assert decoded == msg
+            outcomes.append("decoded")
+    assert outcomes[0] == outcomes[1]
 
 
 def test_append_with_many_entries(impl: ModuleType) -> None:
@@ -111,10 +195,7 @@ def test_entry_subclass_is_encoded_like_an_entry(impl: ModuleType) -> None:
 
     msg = append_message(count=1)
     plain = impl.encode_message(msg)
-    original = msg.entries[0]
-    msg.entries = [
-        TaggedEntry(original.index, original.term, original.kind, original.data)
-    ]
+    msg.entries = [TaggedEntry(e.index, e.term, e.kind, e.data) for e in msg.entries]
     assert impl.encode_message(msg) == plain
 
 
@@ -315,3 +396,269 @@ def test_frame_reader_refuses_oversized_and_undersized(impl: ModuleType) -> None
         impl.FrameReader().feed(struct.pack("<I", 0xFFFFFFFF))
     with pytest.raises(ProtocolError, match="too short"):
         impl.FrameReader().feed(struct.pack("<I", 1) + b"x")
+
+
+# -- what decode_message refuses (issue 11: one bad frame must not kill a node) --
+
+
+def base_append() -> Message:
+    return Message(
+        MessageType.APPEND,
+        term=7,
+        src="n1",
+        dst="n2",
+        index=10,
+        log_term=6,
+        commit=9,
+        entries=[
+            Entry(11, 6, EntryKind.NORMAL, b"x"),
+            Entry(12, 7, EntryKind.NOOP),
+            Entry(13, 7, EntryKind.CONFIG, CONFIG_DATA),
+        ],
+    )
+
+
+def changed(msg: Message, **fields: object) -> Message:
+    return dataclasses.replace(msg, **fields)  # type: ignore[arg-type]
+
+
+def with_entry(msg: Message, position: int, **fields: object) -> Message:
+    entries = list(msg.entries)
+    entries[position] = dataclasses.replace(entries[position], **fields)  # type: ignore[arg-type]
+    return changed(msg, entries=entries)
+
+
+REFUSED = [
+    # Every number a core does arithmetic on or persists, one past its bound.
+    pytest.param(changed(base_append(), term=2**64 - 1), "term", id="term-u64-max"),
+    pytest.param(changed(base_append(), term=MAX_TERM + 1), "term", id="term"),
+    pytest.param(changed(base_append(), index=MAX_INDEX + 1), "index", id="index"),
+    pytest.param(
+        Message(MessageType.HEARTBEAT, 7, "n1", "n2", log_term=MAX_TERM + 1),
+        "log_term",
+        id="log-term",
+    ),
+    pytest.param(changed(base_append(), commit=2**64 - 1), "commit", id="commit"),
+    pytest.param(
+        Message(MessageType.APPEND_RESP, 7, "n1", "n2", reject_hint=MAX_INDEX + 1),
+        "reject_hint",
+        id="reject-hint",
+    ),
+    pytest.param(
+        Message(MessageType.APPEND_RESP, 7, "n1", "n2", hint_term=MAX_TERM + 1),
+        "hint_term",
+        id="hint-term",
+    ),
+    # Entries: only the consecutive run after prev, in term order.
+    pytest.param(
+        with_entry(base_append(), 0, index=12), "entry index", id="first-index"
+    ),
+    pytest.param(
+        with_entry(base_append(), 1, index=11), "entry index", id="repeated-index"
+    ),
+    pytest.param(with_entry(base_append(), 1, index=3), "entry index", id="gap-back"),
+    pytest.param(with_entry(base_append(), 2, index=14), "entry index", id="gap-ahead"),
+    pytest.param(
+        Message(
+            MessageType.APPEND,
+            7,
+            "n1",
+            "n2",
+            index=MAX_INDEX,
+            log_term=1,
+            entries=[Entry(MAX_INDEX + 1, 7)],
+        ),
+        "entry index",
+        id="entry-index-over-limit",
+    ),
+    pytest.param(
+        with_entry(base_append(), 0, term=5), "out of order", id="term-before-prev"
+    ),
+    pytest.param(
+        with_entry(base_append(), 2, term=6), "out of order", id="term-decreases"
+    ),
+    pytest.param(
+        with_entry(base_append(), 2, term=8), "out of order", id="term-after-msg"
+    ),
+    pytest.param(with_entry(base_append(), 1, kind=3), "unknown kind", id="kind"),
+    pytest.param(with_entry(base_append(), 1, kind=255), "unknown kind", id="kind-255"),
+    pytest.param(changed(base_append(), log_term=8), "prev log term", id="prev-term"),
+    # CONFIG entries the core could not adopt.
+    pytest.param(
+        with_entry(base_append(), 2, data=b"x n1"), "does not parse", id="config-role"
+    ),
+    pytest.param(
+        with_entry(base_append(), 2, data=b"v n1\nv n1"),
+        "does not parse",
+        id="config-dup",
+    ),
+    pytest.param(
+        with_entry(base_append(), 2, data=b"v \xff"), "does not parse", id="config-utf8"
+    ),
+    pytest.param(
+        with_entry(base_append(), 2, data=b"v "),
+        "does not parse",
+        id="config-empty-name",
+    ),
+    pytest.param(with_entry(base_append(), 2, data=b""), "no voter", id="config-empty"),
+    pytest.param(
+        with_entry(base_append(), 2, data=b"l n3"),
+        "no voter",
+        id="config-learners-only",
+    ),
+    # Entries ride only in APPEND.
+    pytest.param(
+        Message(MessageType.HEARTBEAT, 7, "n1", "n2", entries=[Entry(1, 1)]),
+        "carries no entries",
+        id="entries-in-heartbeat",
+    ),
+    pytest.param(
+        Message(MessageType.VOTE, 7, "n1", "n2", index=5, log_term=8),
+        "last log term",
+        id="vote-log-term",
+    ),
+    pytest.param(
+        Message(MessageType.PRE_VOTE, 7, "n1", "n2", index=5, log_term=8),
+        "last log term",
+        id="pre-vote-log-term",
+    ),
+    # A snapshot offer must name a snapshot.
+    pytest.param(
+        Message(MessageType.SNAPSHOT, 7, "n1", "n2", index=0, log_term=3),
+        "names no snapshot",
+        id="snapshot-index-0",
+    ),
+    pytest.param(
+        Message(MessageType.SNAPSHOT, 7, "n1", "n2", index=5, log_term=0),
+        "names no snapshot",
+        id="snapshot-term-0",
+    ),
+    pytest.param(
+        Message(MessageType.SNAPSHOT, 7, "n1", "n2", index=5, log_term=8),
+        "names no snapshot",
+        id="snapshot-future-term",
+    ),
+]
+
+
+def test_the_base_message_is_accepted(impl: ModuleType) -> None:
+    msg = base_append()
+    assert impl.decode_message(impl.encode_message(msg)) == msg
+
+
+@pytest.mark.parametrize(("msg", "reason"), REFUSED)
+def test_messages_no_correct_node_sends_are_refused(
+    impl: ModuleType, msg: Message, reason: str
+) -> None:
+    frame = compiled_wire.encode_message(msg)
+    with pytest.raises(ProtocolError, match=reason):
+        impl.decode_message(frame)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        pytest.param(
+            Message(
+                MessageType.HEARTBEAT,
+                MAX_TERM,
+                "n1",
+                "n2",
+                index=MAX_INDEX,
+                log_term=MAX_TERM,
+                commit=MAX_INDEX,
+                reject_hint=MAX_INDEX,
+                hint_term=MAX_TERM,
+            ),
+            id="every-bound",
+        ),
+        pytest.param(
+            Message(
+                MessageType.APPEND,
+                3,
+                "n1",
+                "n2",
+                index=0,
+                log_term=0,
+                entries=[Entry(1, 1), Entry(2, 3)],
+            ),
+            id="from-the-start",
+        ),
+        pytest.param(
+            Message(MessageType.SNAPSHOT, 3, "n1", "n2", index=1, log_term=3),
+            id="snapshot-own-term",
+        ),
+        pytest.param(with_entry(base_append(), 2, data=b"v n1"), id="config-one-voter"),
+    ],
+)
+def test_the_limits_themselves_are_accepted(impl: ModuleType, msg: Message) -> None:
+    assert impl.decode_message(compiled_wire.encode_message(msg)) == msg
+
+
+def test_refusals_quote_little_of_a_huge_config_entry(impl: ModuleType) -> None:
+    msg = with_entry(base_append(), 2, data=b"x" * 100_000)
+    with pytest.raises(ProtocolError) as caught:
+        impl.decode_message(compiled_wire.encode_message(msg))
+    assert len(str(caught.value)) < 300
+
+
+# -- frame caps per type --
+
+
+def test_frame_reader_caps_per_type(impl: ModuleType) -> None:
+    limits = {int(MessageType.APPEND): 10_000}
+    append = impl.encode_message(append_message(count=20, size=100))
+    heartbeat = impl.encode_message(Message(MessageType.HEARTBEAT, 1, "a", "b"))
+    assert 2000 < len(append) < 10_000
+    reader = impl.FrameReader(1000, limits)
+    assert reader.max_frame_size == 1000
+    assert reader.feed(append + heartbeat) == [append, heartbeat]
+    # Any other type over 1000 is refused on its 6-byte header alone.
+    big_vote = impl.encode_message(
+        Message(MessageType.VOTE, 1, "a", "b", context=b"x" * 2000)
+    )
+    with pytest.raises(ProtocolError, match="over the limit of 1000 for type 1"):
+        impl.FrameReader(1000, limits).feed(big_vote[:6])
+    # A length over every cap goes at once, on the 4 bytes of the length.
+    with pytest.raises(ProtocolError, match="over the limit of 10000"):
+        impl.FrameReader(1000, limits).feed(struct.pack("<I", 10_001))
+    with pytest.raises(ValueError):
+        impl.FrameReader(1000, {256: 10})
+    with pytest.raises(ValueError):
+        impl.FrameReader(1000, {3: 1})
+
+
+def test_frame_reader_stops_after_max_frames_and_takes_new_caps(
+    impl: ModuleType,
+) -> None:
+    """A HELLO and the first messages often arrive in one read: the rest waits
+    for the caps that hold after the handshake."""
+    hello = impl.encode_hello("n1", "127.0.0.1:1")
+    append = impl.encode_message(append_message(count=20, size=100))
+    reader = impl.FrameReader(len(hello))
+    assert reader.feed(hello + append + append[:10], max_frames=1) == [hello]
+    assert reader.buffered == len(append) + 10
+    reader.set_limits(100, {int(MessageType.APPEND): len(append)})
+    assert reader.max_frame_size == 100
+    assert reader.feed(b"") == [append]
+    assert reader.partial_size == len(append)
+    assert reader.feed(append[10:]) == [append]
+    assert reader.partial_size == 0
+    # Without the new caps, the same bytes are refused.
+    strict = impl.FrameReader(len(hello))
+    with pytest.raises(ProtocolError, match="over the limit"):
+        strict.feed(hello + append)
+
+
+def test_partial_size_needs_the_whole_header(impl: ModuleType) -> None:
+    frame = impl.encode_message(append_message(count=3))
+    reader = impl.FrameReader()
+    assert reader.partial_size == 0
+    reader.feed(frame[:5])
+    assert reader.partial_size == 0
+    reader.feed(frame[5:6])
+    assert reader.partial_size == len(frame)
+    reader.feed(frame[6:-1])
+    assert reader.partial_size == len(frame)
+    assert reader.feed(frame[-1:]) == [frame]
+    assert reader.partial_size == 0 and reader.buffered == 0

@@ -16,6 +16,12 @@ A HELLO body (type = HELLO_TYPE), the first frame on a peer connection:
 
     u16 len + sender name | u16 len + client host:port | u16 len + cluster id
 
+A frame that decodes is a well-formed message: decode_message also
+refuses what no correct node sends (terms over MAX_TERM, indexes over
+MAX_INDEX, entries that are not the consecutive run after the prev entry or
+of an unknown kind, a CONFIG entry that does not decode, ...); the rules are
+listed in the twin's docstring, which is the spec.
+
 Encoding computes the exact size first and writes into one new bytes
 object. Decoding reads only through `_take`, which checks every length
 against what is left of the frame, so a malformed frame raises
@@ -42,7 +48,15 @@ from libc.string cimport memcpy
 from collections import namedtuple
 
 from prez.errors import ProtocolError
-from prez.raft.types import Entry, Message, MessageType
+from prez.raft.types import (
+    MAX_INDEX,
+    MAX_TERM,
+    Entry,
+    EntryKind,
+    Membership,
+    Message,
+    MessageType,
+)
 
 
 cdef extern from "Python.h":
@@ -154,6 +168,19 @@ MESSAGE_FIELDS = (
 Hello = namedtuple("Hello", ["name", "client_addr", "cluster_id"])
 
 cdef uint8_t C_WIRE_VERSION = 1
+cdef uint64_t C_MAX_TERM = MAX_TERM
+cdef uint64_t C_MAX_INDEX = MAX_INDEX
+cdef uint8_t C_APPEND = MessageType.APPEND
+cdef uint8_t C_SNAPSHOT = MessageType.SNAPSHOT
+cdef uint8_t C_VOTE = MessageType.VOTE
+cdef uint8_t C_PRE_VOTE = MessageType.PRE_VOTE
+cdef uint8_t C_CONFIG = EntryKind.CONFIG
+# _known_kinds[k]: whether kind byte k is an EntryKind.
+cdef bint _known_kinds[256]
+for _k in range(256):
+    _known_kinds[_k] = False
+for _kind in EntryKind:
+    _known_kinds[int(_kind)] = True
 cdef uint8_t C_HELLO_TYPE = 0x80
 cdef object _entry_class = Entry
 cdef object _message_class = Message
@@ -407,8 +434,40 @@ def frame_type(frame) -> int:
     return _open_frame(_as_frame(frame), &cursor)
 
 
+cdef int _check_fixed(const uint8_t* fixed) except -1:
+    cdef uint64_t value
+    cdef int k
+    for k in range(6):
+        value = _load_u64(fixed + 8 * k)
+        # term, index, log_term, commit, reject_hint, hint_term
+        if value > (C_MAX_TERM if k in (0, 2, 5) else C_MAX_INDEX):
+            _over_limit(k, value)
+    return 0
+
+
+cdef int _over_limit(int k, uint64_t value) except -1:
+    name = ("term", "index", "log_term", "commit", "reject_hint", "hint_term")[k]
+    limit = MAX_TERM if k in (0, 2, 5) else MAX_INDEX
+    raise ProtocolError(f"wire: {name} {value} over the limit of {limit}")
+
+
+def check_config_entry(index: int, data: bytes) -> None:
+    """ProtocolError unless `data` is a CONFIG entry a node could have written."""
+    try:
+        membership = Membership.decode(data)
+    except ValueError as exc:
+        # (Cut short: the reason quotes the data, which may be megabytes.)
+        raise ProtocolError(
+            f"wire: CONFIG entry {index} does not parse: {str(exc)[:100]}"
+        )
+    if not membership.voters:
+        raise ProtocolError(f"wire: CONFIG entry {index} names no voter")
+
+
 def decode_message(frame) -> Message:
-    """The Message in one whole frame (as FrameReader.feed returns them)."""
+    """The Message in one whole frame (as FrameReader.feed returns them);
+    ProtocolError if the frame is malformed or the message is not one a
+    correct node sends."""
     frame = _as_frame(frame)
     cdef _Cursor cursor
     cdef int raw_type = _open_frame(frame, &cursor)
@@ -419,6 +478,10 @@ def decode_message(frame) -> Message:
     cdef uint8_t flags = fixed[48]
     if flags & ~FLAG_REJECT:
         raise ProtocolError(f"wire: unknown flags {flags:#x}")
+    _check_fixed(fixed)
+    cdef uint64_t term = _load_u64(fixed)
+    cdef uint64_t index = _load_u64(fixed + 8)
+    cdef uint64_t log_term = _load_u64(fixed + 16)
     src = _take_string(&cursor, "src")
     dst = _take_string(&cursor, "dst")
     cdef Py_ssize_t context_size = _load_u32(_take(&cursor, 4, "context length"))
@@ -428,30 +491,65 @@ def decode_message(frame) -> Message:
     # the rest of the frame is refused before anything is allocated for it.
     if count > (cursor.end - cursor.pos) // ENTRY_HEADER_SIZE:
         raise ProtocolError(f"wire: entry count {count} does not fit in the frame")
+    if count and raw_type != C_APPEND:
+        raise ProtocolError(f"wire: a {msg_type.name} message carries no entries")
+    if raw_type == C_APPEND and log_term > term:
+        raise ProtocolError(f"wire: APPEND prev log term {log_term} above term {term}")
     cdef list entries = PyList_New(count)
     cdef Py_ssize_t k
     cdef const uint8_t* header
     cdef Py_ssize_t data_size
     cdef object entry
+    cdef object data
+    cdef uint64_t entry_index, entry_term
+    # Both stay <= MAX_INDEX + 1 and MAX_TERM: no wrap-around.
+    cdef uint64_t expected_index = index + 1
+    cdef uint64_t previous_term = log_term
     for k in range(count):
         header = _take(&cursor, ENTRY_HEADER_SIZE, "entry header")
+        entry_index = _load_u64(header)
+        entry_term = _load_u64(header + 8)
+        # (A list dropped half filled is fine: its empty slots are NULL.)
+        if entry_index != expected_index or entry_index > C_MAX_INDEX:
+            raise ProtocolError(
+                f"wire: entry index {entry_index} where {expected_index} belongs"
+            )
+        if entry_term < previous_term or entry_term > term:
+            raise ProtocolError(
+                f"wire: entry {entry_index} has term {entry_term} out of order "
+                f"(after {previous_term}, message term {term})"
+            )
+        if not _known_kinds[header[16]]:
+            raise ProtocolError(
+                f"wire: entry {entry_index} of unknown kind {header[16]}"
+            )
         data_size = _load_u32(header + 17)
-        entry = _make_entry(
-            _load_u64(header),
-            _load_u64(header + 8),
-            header[16],
-            PyBytes_FromStringAndSize(<const char*>_take(&cursor, data_size, "entry data"), data_size),
+        data = PyBytes_FromStringAndSize(
+            <const char*>_take(&cursor, data_size, "entry data"), data_size
         )
+        if header[16] == C_CONFIG:
+            check_config_entry(entry_index, data)
+        entry = _make_entry(entry_index, entry_term, header[16], data)
         Py_INCREF(entry)
         PyList_SET_ITEM(entries, k, entry)
+        expected_index += 1
+        previous_term = entry_term
     _expect_end(&cursor)
+    if (raw_type == C_VOTE or raw_type == C_PRE_VOTE) and log_term > term:
+        raise ProtocolError(
+            f"wire: {msg_type.name} last log term {log_term} above term {term}"
+        )
+    if raw_type == C_SNAPSHOT and not (index >= 1 and 1 <= log_term <= term):
+        raise ProtocolError(
+            f"wire: SNAPSHOT offer of {index}/{log_term} in term {term} names no snapshot"
+        )
     return _message_class(
         msg_type,
-        _load_u64(fixed),
+        term,
         src,
         dst,
-        _load_u64(fixed + 8),
-        _load_u64(fixed + 16),
+        index,
+        log_term,
         _load_u64(fixed + 24),
         (flags & FLAG_REJECT) != 0,
         _load_u64(fixed + 32),
@@ -480,17 +578,44 @@ def decode_hello(frame):
 
 @cython.final
 cdef class FrameReader:
-    """Splits a byte stream from a peer into whole frames."""
+    """Splits a byte stream from a peer into whole frames.
+
+    A frame is refused (ProtocolError) as soon as its header announces a
+    length over the cap for its type, before any of it is buffered:
+    `type_limits` maps a type byte to its cap, and `max_frame_size` caps
+    every other type. Lengths count the bytes after the length field.
+    """
 
     cdef bytearray _buffer  # bytes received; frames start at _start
     cdef Py_ssize_t _start  # offset of the first byte not yet returned
-    cdef readonly Py_ssize_t max_frame_size  # largest frame length field accepted
+    cdef readonly Py_ssize_t max_frame_size  # the cap of types without their own
+    cdef Py_ssize_t _limits[256]  # the cap per type byte
+    cdef Py_ssize_t _largest  # the largest of them
 
-    def __cinit__(self, Py_ssize_t max_frame_size=DEFAULT_MAX_FRAME_SIZE):
-        if max_frame_size < 2:
-            raise ValueError("max_frame_size must be at least 2")
+    def __cinit__(self, Py_ssize_t max_frame_size=DEFAULT_MAX_FRAME_SIZE, type_limits=None):
         self._buffer = bytearray()
         self._start = 0
+        self.set_limits(max_frame_size, type_limits)
+
+    def set_limits(self, Py_ssize_t max_frame_size, type_limits=None) -> None:
+        """New caps, for every frame not yet returned (a handshake's end)."""
+        if max_frame_size < 2:
+            raise ValueError("max_frame_size must be at least 2")
+        cdef Py_ssize_t limits[256]
+        cdef Py_ssize_t k
+        for k in range(256):
+            limits[k] = max_frame_size
+        if type_limits:
+            for frame_type, limit in type_limits.items():
+                if not 0 <= frame_type <= 255 or limit < 2:
+                    raise ValueError(f"bad frame limit {limit} for type {frame_type}")
+                limits[<Py_ssize_t>frame_type] = limit
+        cdef Py_ssize_t largest = 0
+        for k in range(256):
+            self._limits[k] = limits[k]
+            if limits[k] > largest:
+                largest = limits[k]
+        self._largest = largest
         self.max_frame_size = max_frame_size
 
     @property
@@ -498,25 +623,52 @@ cdef class FrameReader:
         """Bytes received but not yet returned as a frame."""
         return PyByteArray_GET_SIZE(self._buffer) - self._start
 
-    def feed(self, data) -> list:
-        """Add received bytes; return the frames now complete (length included)."""
+    @property
+    def partial_size(self) -> int:
+        """The whole size (length field included) of the frame being received,
+        once its header is in and accepted; 0 when no frame is under way."""
+        if PyByteArray_GET_SIZE(self._buffer) - self._start < HEADER_SIZE:
+            return 0
+        cdef const uint8_t* base = <const uint8_t*>PyByteArray_AS_STRING(self._buffer)
+        return LENGTH_SIZE + <Py_ssize_t>_load_u32(base + self._start)
+
+    def feed(self, data, Py_ssize_t max_frames=0) -> list:
+        """Add received bytes; return the frames now complete (length included).
+
+        With `max_frames` > 0, at most that many: the rest stays buffered,
+        unchecked, until the next feed (b"" will do), so that the caps can
+        change after a handshake frame that arrived together with others.
+        """
         self._buffer += data
         cdef list frames = []
         cdef Py_ssize_t size = PyByteArray_GET_SIZE(self._buffer)
         cdef const uint8_t* base = <const uint8_t*>PyByteArray_AS_STRING(self._buffer)
         cdef Py_ssize_t pos = self._start
+        cdef Py_ssize_t taken = 0
         cdef uint32_t length
+        cdef uint8_t frame_type
         while size - pos >= LENGTH_SIZE:
+            if max_frames > 0 and taken >= max_frames:
+                break
             length = _load_u32(base + pos)
-            if length > self.max_frame_size:
+            if length > self._largest:
                 raise ProtocolError(
-                    f"wire: frame length {length} over the limit of {self.max_frame_size}"
+                    f"wire: frame length {length} over the limit of {self._largest}"
                 )
             if length < 2:
                 raise ProtocolError(f"wire: frame length {length} is too short")
+            if size - pos < HEADER_SIZE:
+                break
+            frame_type = base[pos + 5]
+            if length > self._limits[frame_type]:
+                raise ProtocolError(
+                    f"wire: frame length {length} over the limit of "
+                    f"{self._limits[frame_type]} for type {frame_type}"
+                )
             if size - pos - LENGTH_SIZE < length:
                 break
             frames.append(PyBytes_FromStringAndSize(<const char*>base + pos, LENGTH_SIZE + length))
+            taken += 1
             pos += LENGTH_SIZE + length
         if pos == size:
             del self._buffer[:]

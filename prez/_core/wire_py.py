@@ -19,6 +19,21 @@ A HELLO body (type = HELLO_TYPE), the first frame on a peer connection:
 
     u16 len + sender name | u16 len + client host:port | u16 len + cluster id
 
+A frame that decodes is a well-formed message, not just well-framed bytes:
+decode_message also refuses (ProtocolError) what no correct node sends, so
+that nothing from the network can make the Raft core do arithmetic it cannot
+persist or take a state change it would have to call unsafe:
+
+- every term at most MAX_TERM, every index and offset (index, commit,
+  reject_hint) at most MAX_INDEX (prez.raft.types);
+- entries only in an APPEND, where they are the run that follows the prev
+  entry: indexes index+1, index+2, ... (the last at most MAX_INDEX), terms
+  non-decreasing from log_term and at most the message's term, a known
+  EntryKind, and a CONFIG entry's data a Membership that decodes and names
+  at least one voter; an APPEND's log_term at most its term;
+- a VOTE or PRE_VOTE's last log term at most its term;
+- a SNAPSHOT offer names a snapshot: index >= 1, 1 <= log_term <= term.
+
 Pure computation over bytes: no I/O, and nothing from prez.server may be
 imported here.
 """
@@ -29,7 +44,15 @@ import struct
 from typing import NamedTuple
 
 from prez.errors import ProtocolError
-from prez.raft.types import Entry, Message, MessageType
+from prez.raft.types import (
+    MAX_INDEX,
+    MAX_TERM,
+    Entry,
+    EntryKind,
+    Membership,
+    Message,
+    MessageType,
+)
 
 WIRE_VERSION = 1
 HELLO_TYPE = 0x80  # outside MessageType's range on purpose
@@ -58,6 +81,10 @@ _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<QQBI")  # index, term, kind, data length
 _FLAG_REJECT = 0x01
 _MESSAGE_TYPES = {int(t): t for t in MessageType}
+_ENTRY_KINDS = frozenset(int(k) for k in EntryKind)
+_APPEND = int(MessageType.APPEND)
+_SNAPSHOT = int(MessageType.SNAPSHOT)
+_VOTES = (int(MessageType.VOTE), int(MessageType.PRE_VOTE))
 
 
 class Hello(NamedTuple):
@@ -188,8 +215,38 @@ def _expect_end(reader: _Reader) -> None:
         )
 
 
+def _check_fixed(
+    term: int, index: int, log_term: int, commit: int, reject_hint: int, hint_term: int
+) -> None:
+    for value, name, limit in (
+        (term, "term", MAX_TERM),
+        (index, "index", MAX_INDEX),
+        (log_term, "log_term", MAX_TERM),
+        (commit, "commit", MAX_INDEX),
+        (reject_hint, "reject_hint", MAX_INDEX),
+        (hint_term, "hint_term", MAX_TERM),
+    ):
+        if value > limit:
+            raise ProtocolError(f"wire: {name} {value} over the limit of {limit}")
+
+
+def check_config_entry(index: int, data: bytes) -> None:
+    """ProtocolError unless `data` is a CONFIG entry a node could have written."""
+    try:
+        membership = Membership.decode(data)
+    except ValueError as exc:
+        # (Cut short: the reason quotes the data, which may be megabytes.)
+        raise ProtocolError(
+            f"wire: CONFIG entry {index} does not parse: {str(exc)[:100]}"
+        )
+    if not membership.voters:
+        raise ProtocolError(f"wire: CONFIG entry {index} names no voter")
+
+
 def decode_message(frame: bytes | bytearray | memoryview) -> Message:
-    """The Message in one whole frame (as FrameReader.feed returns them)."""
+    """The Message in one whole frame (as FrameReader.feed returns them);
+    ProtocolError if the frame is malformed or the message is not one a
+    correct node sends (see the module docstring)."""
     raw_type, reader = _open_frame(frame)
     msg_type = _MESSAGE_TYPES.get(raw_type)
     if msg_type is None:
@@ -199,6 +256,7 @@ def decode_message(frame: bytes | bytearray | memoryview) -> Message:
     )
     if flags & ~_FLAG_REJECT:
         raise ProtocolError(f"wire: unknown flags {flags:#x}")
+    _check_fixed(term, index, log_term, commit, reject_hint, hint_term)
     src = reader.string(_U16, "src")
     dst = reader.string(_U16, "dst")
     (context_len,) = reader.unpack(_U32, "context length")
@@ -208,13 +266,41 @@ def decode_message(frame: bytes | bytearray | memoryview) -> Message:
     # the rest of the frame is refused before anything is allocated for it.
     if count * _ENTRY.size > len(reader.frame) - reader.pos:
         raise ProtocolError(f"wire: entry count {count} does not fit in the frame")
+    if count and raw_type != _APPEND:
+        raise ProtocolError(f"wire: a {msg_type.name} message carries no entries")
+    if raw_type == _APPEND and log_term > term:
+        raise ProtocolError(f"wire: APPEND prev log term {log_term} above term {term}")
     entries = []
+    expected_index = index + 1
+    previous_term = log_term
     for _ in range(count):
         entry_index, entry_term, kind, data_len = reader.unpack(_ENTRY, "entry header")
-        entries.append(
-            Entry(entry_index, entry_term, kind, reader.take(data_len, "entry data"))
-        )
+        if entry_index != expected_index or entry_index > MAX_INDEX:
+            raise ProtocolError(
+                f"wire: entry index {entry_index} where {expected_index} belongs"
+            )
+        if entry_term < previous_term or entry_term > term:
+            raise ProtocolError(
+                f"wire: entry {entry_index} has term {entry_term} out of order "
+                f"(after {previous_term}, message term {term})"
+            )
+        if kind not in _ENTRY_KINDS:
+            raise ProtocolError(f"wire: entry {entry_index} of unknown kind {kind}")
+        data = reader.take(data_len, "entry data")
+        if kind == EntryKind.CONFIG:
+            check_config_entry(entry_index, data)
+        entries.append(Entry(entry_index, entry_term, kind, data))
+        expected_index += 1
+        previous_term = entry_term
     _expect_end(reader)
+    if raw_type in _VOTES and log_term > term:
+        raise ProtocolError(
+            f"wire: {msg_type.name} last log term {log_term} above term {term}"
+        )
+    if raw_type == _SNAPSHOT and not (index >= 1 and 1 <= log_term <= term):
+        raise ProtocolError(
+            f"wire: SNAPSHOT offer of {index}/{log_term} in term {term} names no snapshot"
+        )
     return Message(
         msg_type,
         term,
@@ -245,31 +331,83 @@ def decode_hello(frame: bytes | bytearray | memoryview) -> Hello:
 
 
 class FrameReader:
-    """Splits a byte stream from a peer into whole frames."""
+    """Splits a byte stream from a peer into whole frames.
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        # The largest frame length field accepted (bytes after the length).
-        self.max_frame_size = max_frame_size
+    A frame is refused (ProtocolError) as soon as its header announces a
+    length over the cap for its type, before any of it is buffered:
+    `type_limits` maps a type byte to its cap, and `max_frame_size` caps
+    every other type. Lengths count the bytes after the length field.
+    """
+
+    def __init__(
+        self,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        type_limits: dict[int, int] | None = None,
+    ) -> None:
         self._buffer = bytearray()
+        self.set_limits(max_frame_size, type_limits)
+
+    def set_limits(
+        self, max_frame_size: int, type_limits: dict[int, int] | None = None
+    ) -> None:
+        """New caps, for every frame not yet returned (a handshake's end)."""
+        if max_frame_size < 2:
+            raise ValueError("max_frame_size must be at least 2")
+        limits = [max_frame_size] * 256
+        for frame_type, limit in (type_limits or {}).items():
+            if not 0 <= frame_type <= 255 or limit < 2:
+                raise ValueError(f"bad frame limit {limit} for type {frame_type}")
+            limits[frame_type] = limit
+        # The largest frame length field accepted for any type.
+        self.max_frame_size = max_frame_size
+        self._limits = limits
+        self._largest = max(limits)
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame."""
         return len(self._buffer)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Add received bytes; return the frames now complete (length included)."""
+    @property
+    def partial_size(self) -> int:
+        """The whole size (length field included) of the frame being received,
+        once its header is in and accepted; 0 when no frame is under way."""
+        if len(self._buffer) < _HEADER.size:
+            return 0
+        length: int = _LENGTH.unpack_from(self._buffer, 0)[0]
+        return _LENGTH.size + length
+
+    def feed(
+        self, data: bytes | bytearray | memoryview, max_frames: int = 0
+    ) -> list[bytes]:
+        """Add received bytes; return the frames now complete (length included).
+
+        With `max_frames` > 0, at most that many: the rest stays buffered,
+        unchecked, until the next feed (b"" will do), so that the caps can
+        change after a handshake frame that arrived together with others.
+        """
         self._buffer += data
-        frames = []
+        frames: list[bytes] = []
         pos = 0
         while len(self._buffer) - pos >= _LENGTH.size:
+            if max_frames > 0 and len(frames) >= max_frames:
+                break
             (length,) = _LENGTH.unpack_from(self._buffer, pos)
-            if length > self.max_frame_size:
+            if length > self._largest:
                 raise ProtocolError(
-                    f"wire: frame length {length} over the limit of {self.max_frame_size}"
+                    f"wire: frame length {length} over the limit of {self._largest}"
                 )
             if length < 2:
                 raise ProtocolError(f"wire: frame length {length} is too short")
+            if len(self._buffer) - pos < _HEADER.size:
+                break
+            frame_type = self._buffer[pos + 5]
+            limit = self._limits[frame_type]
+            if length > limit:
+                raise ProtocolError(
+                    f"wire: frame length {length} over the limit of {limit} "
+                    f"for type {frame_type}"
+                )
             end = pos + _LENGTH.size + length
             if end > len(self._buffer):
                 break

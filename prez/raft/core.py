@@ -187,6 +187,7 @@ from typing import TYPE_CHECKING
 from prez.errors import PrezError
 from prez.raft.log import RaftLog
 from prez.raft.types import (
+    MAX_TERM,
     READ_FAILED,
     TRANSFER_CONTEXT,
     ConfChange,
@@ -910,7 +911,8 @@ class RaftNode:
         """Feed one message from a peer.
 
         Messages not addressed to this node, from itself or nobody, of
-        unknown types or with a nonsensical term are dropped, as are vote
+        unknown types or with a nonsensical term (negative, or over
+        MAX_TERM: it could not be incremented) are dropped, as are vote
         requests from nodes that are not voters here (a removed node must
         not disrupt the cluster), messages of an older term (answered only
         when that helps a stale leader or pre-candidate learn the current
@@ -919,12 +921,21 @@ class RaftNode:
         (thesis 4.2.1: whatever their membership says): a lagging follower
         or a learner that just joined may not know the current leader yet,
         and a leader that removed itself leads on until the change commits.
+
+        No message stops the node: an APPEND whose run would rewrite
+        committed entries or holds a CONFIG entry that does not parse is
+        dropped. Its entries are otherwise taken to be the consecutive,
+        term-ordered run that `prez._core.wire.decode_message` lets through
+        (only the ends are checked here: a full pass would double the cost of
+        a follower's append).
         """
         msg_type = msg.type
         src = msg.src
         if (
             msg.dst != self._name
             or msg.term < 0
+            # A term that could not be incremented (and persisted) again.
+            or msg.term > MAX_TERM
             or msg_type not in _HANDLED_TYPES
             or (msg_type in (VOTE, PRE_VOTE) and not self._electoral(src))
         ):
@@ -1343,12 +1354,18 @@ class RaftNode:
                 conflict = log.find_conflict(entries)
                 if conflict:
                     if conflict <= self._commit:
-                        raise RaftSafetyError(
-                            f"{self._name}: entry {conflict} conflicts with commit {self._commit}"
-                        )
+                        # A consecutive run after prev (>= commit) cannot get
+                        # here; one with a stray index in the middle can. No
+                        # leader sent it: drop it rather than stop the node.
+                        return
                     appended = entries[conflict - prev_index - 1 :]
+                    # Parsed before anything changes: one entry that does not
+                    # parse must leave the log as it was, not stop the node.
+                    configs = _config_entries(appended)
+                    if configs is None:
+                        return
                     log.truncate_and_append(appended)
-                    self._on_log_rewritten(conflict, appended)
+                    self._on_log_rewritten(conflict, configs)
             # Only up to last_new is known to match the leader; a longer tail
             # here may still be a stale leftover.
             commit = min(msg.commit, last_new)
@@ -1831,6 +1848,9 @@ class RaftNode:
     # -- membership (thesis ch. 4) ----------------------------------------------
 
     def _track_config_entries(self, entries: list[Entry]) -> None:
+        """Adopt the CONFIG entries of the log recovered from storage: one
+        that does not parse there is corruption. (Entries from a leader are
+        parsed before they are appended, and dropped if one does not.)"""
         for entry in entries:
             if entry.kind == CONFIG:
                 try:
@@ -1846,12 +1866,15 @@ class RaftNode:
         entries = self._config_entries
         return entries[-1][1] if entries else self._base_membership
 
-    def _on_log_rewritten(self, first: int, appended: list[Entry]) -> None:
-        """The log was truncated from `first` and `appended` written there:
-        CONFIG entries truncated revert their change, new ones take effect."""
+    def _on_log_rewritten(
+        self, first: int, configs: list[tuple[int, Membership]]
+    ) -> None:
+        """The log was truncated from `first` and entries written there whose
+        CONFIG entries are `configs`: CONFIG entries truncated revert their
+        change, new ones take effect."""
         entries = self._config_entries
         del entries[bisect_left(entries, first, key=_first) :]
-        self._track_config_entries(appended)
+        entries.extend(configs)
         self._set_membership(self._current_membership())
 
     def _set_membership(self, membership: Membership, force: bool = False) -> None:
@@ -1889,6 +1912,19 @@ class RaftNode:
             and self._transfer_target not in self._voters
         ):
             self._transfer_target = None
+
+
+def _config_entries(entries: list[Entry]) -> list[tuple[int, Membership]] | None:
+    """The (index, membership) of each CONFIG entry in `entries`, or None if
+    one of them does not parse."""
+    configs = []
+    for entry in entries:
+        if entry.kind == CONFIG:
+            try:
+                configs.append((entry.index, Membership.decode(entry.data)))
+            except ValueError:
+                return None
+    return configs
 
 
 def _changed_membership(current: Membership, change: ConfChange) -> Membership:

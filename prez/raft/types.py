@@ -111,6 +111,16 @@ class SnapshotMeta:
     config: Membership | None = field(default=None, compare=False)
 
 
+# The largest term and index a node accepts from the network. A term must
+# leave room to be incremented (a campaign's term + 1 must still fit the u64
+# of the hard-state file and the wire) and an index room to be counted past,
+# so both stop far below 2**63: one message with term 2**64 - 1 once made
+# every node that took it crash at its next election, again after each
+# restart. 2**62 is still more elections or entries than a cluster can see.
+MAX_TERM = 1 << 62
+MAX_INDEX = 1 << 62
+
+
 class MessageType(IntEnum):
     VOTE = 1
     VOTE_RESP = 2

@@ -6,15 +6,43 @@ opened to our listener. Whoever opens a connection first sends a HELLO frame
 (its name, its client address, the cluster id), so the listener knows who is
 talking and learns where that member serves clients.
 
-Peers are not trusted to be well behaved: a frame that fails to decode, or a
-message that claims to come from someone else or is meant for another node,
-is dropped and logged (rate-limited); a byte stream that cannot be framed
-closes that one connection. Nothing a peer sends raises out of here.
+Peers are not trusted to be well behaved. A frame that fails to decode,
+which includes every message no correct node sends (`decode_message` checks
+terms, indexes, entry runs, kinds and CONFIG entries, so the Raft core only
+ever sees well-formed messages), or a byte stream that cannot be framed,
+closes that one connection with a warning (rate-limited); a message that
+claims to come from someone else or is meant for another node is dropped.
+Nothing a peer sends raises out of here.
+
+Memory per connection is bounded before anything is buffered. Frame caps
+(the length field, checked as soon as a frame's 6-byte header is in):
+
+- before HELLO, HELLO_MAX_FRAME (4 KiB) for any frame: a HELLO is three
+  short strings, and a node refuses to start with a HELLO over it;
+- after it, by type: APPEND 64 MiB (`DEFAULT_MAX_FRAME_SIZE`: one entry may
+  hold up to the driver's MAX_ENTRY_BYTES, 60 MiB; batches of small entries
+  are cut at the core's max_append_bytes, 1 MiB), SNAPSHOT and
+  SNAPSHOT_CHUNK 1 MiB (a chunk carries 256 KiB, an offer a membership),
+  every other type 64 KiB (fixed fields, two names and an 8-byte context).
+
+Bytes buffered: a frame up to SMALL_FRAME (2 MiB, above any batch or chunk)
+is buffered freely, one per connection. A bigger one (only an APPEND
+carrying an entry of over 1 MiB, and only the leader sends those, one at a
+time) must fit, from its header on, in a budget shared by every inbound
+connection, `large_frame_budget` (one largest APPEND); a connection whose
+frame does not fit is closed (its sender reconnects and Raft resends), and
+one that holds the budget longer than LARGE_FRAME_TIMEOUT too. At most
+MAX_INBOUND_PER_PEER connections may name one member (the oldest goes: a
+member that reconnects must always get in, even past half-open leftovers).
+So what the inbound side can be made to hold is about
+large_frame_budget + connections x SMALL_FRAME, whoever sends it.
 
 Sending never blocks: a batch of messages (one Raft Ready) is encoded,
 grouped per destination and written with one `transport.write` per peer.
 Messages for a peer that is down, unknown or too far behind in reading
-(its write buffer above `max_buffer`) are dropped and counted; Raft resends.
+(its write buffer would go over `max_buffer`; a write to an empty buffer
+always goes, so one oversize batch still makes progress) are dropped and
+counted; Raft resends.
 
 Outbound connections start from `source_host` when it is given (the address
 this node binds): otherwise the kernel would pick 127.0.0.1 for every
@@ -35,14 +63,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from prez.config import BadValue, host_port
 from prez.errors import ProtocolError
-from prez.raft.types import Message
+from prez.raft.types import Message, MessageType
 from prez.server.logging import log
 
 # The pure-Python twin only when asked for by name, never as a silent fallback.
 # (mypy checks against the compiled module's stub; the twin has the same API.)
 if os.environ.get("PREZ_PURE_CORE") == "1" and not TYPE_CHECKING:
     from prez._core.wire_py import (
+        DEFAULT_MAX_FRAME_SIZE,
         FrameReader,
         decode_hello,
         decode_message,
@@ -51,6 +81,7 @@ if os.environ.get("PREZ_PURE_CORE") == "1" and not TYPE_CHECKING:
     )
 else:
     from prez._core.wire import (
+        DEFAULT_MAX_FRAME_SIZE,
         FrameReader,
         decode_hello,
         decode_message,
@@ -69,6 +100,23 @@ CONNECT_TIMEOUT = 2.0
 HELLO_TIMEOUT = 10.0
 # At most one warning line per peer (or unknown address) per this many seconds.
 WARNING_INTERVAL = 1.0
+# Frame caps (length field values; see the module docstring for why these).
+HELLO_MAX_FRAME = 4 * 1024
+MESSAGE_MAX_FRAME = 64 * 1024
+FRAME_LIMITS = {
+    int(MessageType.APPEND): DEFAULT_MAX_FRAME_SIZE,
+    int(MessageType.SNAPSHOT): 1024 * 1024,
+    int(MessageType.SNAPSHOT_CHUNK): 1024 * 1024,
+}
+# Frames up to this whole size are buffered without drawing on the budget.
+SMALL_FRAME = 2 * 1024 * 1024
+# The inbound budget for bigger frames: one largest APPEND (header included).
+LARGE_FRAME_BUDGET = DEFAULT_MAX_FRAME_SIZE + 4
+# A frame drawing on that budget must be complete within this long (64 MiB
+# at about 1 MiB/s); otherwise one slow sender could hold it for good.
+LARGE_FRAME_TIMEOUT = 60.0
+# Inbound connections naming one member; a new one beyond it closes the oldest.
+MAX_INBOUND_PER_PEER = 4
 
 
 def _set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -204,16 +252,30 @@ class _OutboundProtocol(asyncio.Protocol):
 class _InboundProtocol(asyncio.Protocol):
     """A connection a member (or anyone) opened to our cluster port."""
 
-    __slots__ = ("bus", "transport", "reader", "peer", "addr", "host", "hello_timer")
+    __slots__ = (
+        "bus",
+        "transport",
+        "reader",
+        "peer",
+        "addr",
+        "host",
+        "hello_timer",
+        "reserved",
+        "large_timer",
+    )
 
     def __init__(self, bus: PeerBus) -> None:
         self.bus = bus
         self.transport: asyncio.Transport | None = None
-        self.reader = FrameReader()
+        # Until the HELLO is accepted, only a HELLO-sized frame of any type.
+        self.reader = FrameReader(HELLO_MAX_FRAME)
         self.peer: str | None = None  # the member name, once its HELLO is accepted
         self.addr = "?"
         self.host = "?"  # the warning rate-limit key until the peer is known
         self.hello_timer: asyncio.TimerHandle | None = None
+        # Bytes of the bus's large-frame budget held for the frame under way.
+        self.reserved = 0
+        self.large_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: cast, not assert.
@@ -235,10 +297,19 @@ class _InboundProtocol(asyncio.Protocol):
             f"no HELLO within {HELLO_TIMEOUT:g} s"
         )
 
+    def _large_frame_timed_out(self) -> None:
+        self.large_timer = None
+        self._reject(
+            f"Closing cluster bus connection from peer {self.peer} at {self.addr}: "
+            f"a frame of {self.reserved} bytes still incomplete after "
+            f"{LARGE_FRAME_TIMEOUT:g} s"
+        )
+
     def _warn(self, message: str) -> None:
         self.bus._warnings.warn(self.peer or self.host, message)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
         self.bus._inbound.discard(self)
         if self.hello_timer is not None:
             self.hello_timer.cancel()
@@ -260,6 +331,7 @@ class _InboundProtocol(asyncio.Protocol):
 
     def hang_up(self) -> None:
         """Drop the connection now; whatever it still delivers is ignored."""
+        self._release()
         if self.hello_timer is not None:
             self.hello_timer.cancel()
             self.hello_timer = None
@@ -267,29 +339,90 @@ class _InboundProtocol(asyncio.Protocol):
             transport, self.transport = self.transport, None
             transport.abort()
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.reader.feed(data)
-        except ProtocolError as exc:
+    def _release(self) -> None:
+        """Give back what this connection holds of the large-frame budget, and
+        its place among its member's connections."""
+        if self.reserved:
+            self.bus._large_reserved -= self.reserved
+            self.reserved = 0
+        if self.large_timer is not None:
+            self.large_timer.cancel()
+            self.large_timer = None
+        if self.peer is not None:
+            same = self.bus._by_peer.get(self.peer)
+            if same is not None and self in same:
+                same.remove(self)
+                if not same:
+                    del self.bus._by_peer[self.peer]
+
+    def _fits_budget(self) -> bool:
+        """Hold the budget for a large frame under way, from its header on;
+        False (and the connection closed) when it does not fit."""
+        size = self.reader.partial_size
+        if size <= SMALL_FRAME:
+            size = 0
+        if size == self.reserved:
+            return True
+        bus = self.bus
+        if self.reserved:
+            bus._large_reserved -= self.reserved
+            self.reserved = 0
+            if self.large_timer is not None:
+                self.large_timer.cancel()
+                self.large_timer = None
+        if not size:
+            return True
+        if bus._large_reserved + size > bus.large_frame_budget:
+            bus.large_frames_refused += 1
             self._reject(
-                f"Closing cluster bus connection from {self.peer or 'unidentified peer'} "
-                f"at {self.addr}: {exc}"
+                f"Closing cluster bus connection from peer {self.peer} at {self.addr}: "
+                f"a frame of {size} bytes does not fit in what is left of the "
+                f"{bus.large_frame_budget}-byte budget for large frames "
+                f"({bus._large_reserved} held by other connections)"
             )
-            return
+            return False
+        bus._large_reserved += size
+        self.reserved = size
+        self.large_timer = asyncio.get_running_loop().call_later(
+            LARGE_FRAME_TIMEOUT, self._large_frame_timed_out
+        )
+        return True
+
+    def data_received(self, data: bytes) -> None:
         if self.transport is None:
             return  # rejected already; bytes still in flight are ignored
+        reader = self.reader
+        try:
+            if self.peer is None:
+                # Only the HELLO under the handshake's tiny cap: what came
+                # with it waits for the caps that hold once it is accepted.
+                frames = reader.feed(data, 1)
+                if not frames:
+                    return
+                if not self._accept_hello(frames[0]):
+                    return
+                reader.set_limits(MESSAGE_MAX_FRAME, FRAME_LIMITS)
+                frames = reader.feed(b"")
+            else:
+                frames = reader.feed(data)
+        except ProtocolError as exc:
+            who = f"peer {self.peer}" if self.peer else "unidentified peer"
+            self._reject(
+                f"Closing cluster bus connection from {who} at {self.addr}: {exc}"
+            )
+            return
+        if not self._fits_budget():
+            return
         bus = self.bus
         for frame in frames:
-            if self.peer is None:
-                if not self._accept_hello(frame):
-                    return
-                continue
             try:
                 msg = decode_message(frame)
             except ProtocolError as exc:
-                bus.bad_frames += 1
-                self._warn(f"Dropped a bad frame from peer {self.peer}: {exc}")
-                continue
+                self._reject(
+                    f"Closing cluster bus connection from peer {self.peer} at "
+                    f"{self.addr}: {exc}"
+                )
+                return
             if msg.src != self.peer or msg.dst != bus.name:
                 bus.bad_frames += 1
                 self._warn(
@@ -330,10 +463,27 @@ class _InboundProtocol(asyncio.Protocol):
                 f"cluster id {hello.cluster_id!r} differs from ours ({bus.cluster_id!r})"
             )
             return False
+        try:
+            host_port(hello.client_addr)
+        except BadValue:
+            self._reject(
+                f"Closing cluster bus connection from {hello.name} at {self.addr}: "
+                f"client address {hello.client_addr[:100]!r} is not host:port"
+            )
+            return False
         self.peer = hello.name
         if self.hello_timer is not None:
             self.hello_timer.cancel()
             self.hello_timer = None
+        same = bus._by_peer.setdefault(hello.name, [])
+        same.append(self)
+        while len(same) > MAX_INBOUND_PER_PEER:
+            oldest = same[0]
+            log.verbose(
+                f"Closing the oldest of {len(same)} cluster bus connections "
+                f"from {hello.name} (at {oldest.addr})"
+            )
+            oldest.hang_up()
         bus._client_addrs[hello.name] = hello.client_addr
         log.debug(
             f"Peer {hello.name} at {self.addr} identified itself "
@@ -356,15 +506,20 @@ class PeerBus:
         max_buffer: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
         source_host: str | None = None,
+        large_frame_budget: int = LARGE_FRAME_BUDGET,
     ) -> None:
         self.name = name
         self.cluster_id = cluster_id
         self.on_message = on_message
         self.max_buffer = max_buffer
+        self.large_frame_budget = large_frame_budget
         self.frames_sent = 0
         self.frames_received = 0
         self.frames_dropped = 0
         self.bad_frames = 0
+        self.large_frames_refused = 0
+        self._large_reserved = 0  # of large_frame_budget, by inbound connections
+        self._by_peer: dict[str, list[_InboundProtocol]] = {}
         self._client_addr = client_addr
         self._members = _normalized(members)
         self._links: dict[str, _Link] = {}
@@ -372,6 +527,12 @@ class PeerBus:
         self._inbound: set[_InboundProtocol] = set()
         self._server: asyncio.Server | None = None
         self._hello = encode_hello(name, client_addr, cluster_id)
+        if len(self._hello) - 4 > HELLO_MAX_FRAME:
+            # Every member would refuse it: say so now, not as silence later.
+            raise ValueError(
+                f"node name, client address and cluster id take {len(self._hello)} "
+                f"bytes on the cluster bus, over the {HELLO_MAX_FRAME} a HELLO may"
+            )
         self._rng = rng if rng is not None else random.Random()
         self._local_addr = outbound_local_addr(source_host)
         self._warnings = _WarningLimiter()
@@ -402,6 +563,7 @@ class PeerBus:
         for inbound in list(self._inbound):
             inbound.hang_up()
         self._inbound.clear()
+        self._by_peer.clear()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
@@ -531,10 +693,15 @@ class PeerBus:
             if transport is None or transport.is_closing():
                 self.frames_dropped += len(group)
                 continue
+            if len(group) == 1:
+                payload = encode_message(group[0])
+            else:
+                payload = b"".join([encode_message(m) for m in group])
             backlog = transport.get_write_buffer_size()
-            if backlog > self.max_buffer:
+            if backlog and backlog + len(payload) > self.max_buffer:
                 # A follower that does not read must not grow our memory
-                # without bound: drop until its backlog drains.
+                # without bound: drop until its backlog drains. (Into an
+                # empty buffer anything goes, or an oversize batch never would.)
                 self.frames_dropped += len(group)
                 self._warnings.warn(
                     dst,
@@ -542,10 +709,7 @@ class PeerBus:
                     f"{backlog} bytes wait to be sent",
                 )
                 continue
-            if len(group) == 1:
-                transport.write(encode_message(group[0]))
-            else:
-                transport.write(b"".join([encode_message(m) for m in group]))
+            transport.write(payload)
             self.frames_sent += len(group)
 
     # ---- queries ----
