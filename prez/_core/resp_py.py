@@ -50,6 +50,7 @@ ERR_QUERY_LIMIT = "ERR Protocol error: query buffer limit reached"
 class OutputLimitExceeded(Exception):
     """Raised by ReplyBuffer.append once the buffer holds more than its limit."""
 
+
 _C_SPACE = b" \t\n\v\f\r"  # C isspace() in the "C" locale
 _TOKEN_END = b" \n\r\t"  # what ends an unquoted token in sdssplitargs
 _HEX = b"0123456789abcdefABCDEF"
