@@ -196,6 +196,7 @@ class Server:
             self.output_limits = self.config["client-output-buffer-limit"]["normal"]
             for client in self.clients.values():
                 client.out.limit = self.output_limits[0]
+                client.obuf_check = any(self.output_limits[:2])
                 if not self.output_limits[1]:
                     client.soft_since = 0.0
         elif name == "maxmemory":

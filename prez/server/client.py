@@ -157,6 +157,7 @@ class ClientConnection(asyncio.Protocol):
         "read_replies",
         "held",
         "soft_since",
+        "obuf_check",
     )
 
     def __init__(self, server: Server) -> None:
@@ -175,6 +176,7 @@ class ClientConnection(asyncio.Protocol):
         # When the transport's buffer first went over the soft output
         # limit (monotonic seconds), 0.0 while under it.
         self.soft_since = 0.0
+        self.obuf_check = any(server.output_limits[:2])  # any limit to check
         self.resp = 2
         self.db = 0
         self.id = server.next_client_id()
@@ -305,7 +307,7 @@ class ClientConnection(asyncio.Protocol):
                     # sets `closing`) ends the transport while a read is being
                     # handled, so flush()'s checks are not needed here.
                     self.transport.write(self.out.take())  # type: ignore[union-attr]
-                    if self.out.limit or self.soft_since:
+                    if self.obuf_check:
                         self.check_output()
             else:
                 # A read that completed no command is still activity
@@ -669,7 +671,7 @@ class ClientConnection(asyncio.Protocol):
             and not self.transport.is_closing()
         ):
             self.transport.write(self.out.take())
-            if self.out.limit or self.soft_since:
+            if self.obuf_check:
                 self.check_output()
 
     def refuse_for_memory(self, entry: CommandEntry, args: list[bytes]) -> None:
