@@ -126,6 +126,94 @@ def parse_memory(text: str) -> int:
     return int(number) * mul
 
 
+def memory_range(lo: int, hi: int) -> Callable[[str], int]:
+    """A memory value (parse_memory) between lo and hi, as Redis checks one."""
+
+    def parse(text: str) -> int:
+        value = parse_memory(text)
+        if not lo <= value <= hi:
+            raise BadValue(f"argument must be between {lo} and {hi} inclusive")
+        return value
+
+    return parse
+
+
+LLONG_MAX = 2**63 - 1
+MAXMEMORY_POLICIES = (
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "noeviction",
+)
+
+
+def parse_maxmemory_policy(text: str) -> str:
+    """Redis's policy names; only noeviction is implemented (README: maxmemory)."""
+    low = text.lower()
+    if low not in MAXMEMORY_POLICIES:
+        raise BadValue(
+            "argument(s) must be one of the following: " + ", ".join(MAXMEMORY_POLICIES)
+        )
+    if low != "noeviction":
+        # Evicting would be a replicated delete chosen by the leader; until
+        # that exists, refusing is better than silently not evicting.
+        raise BadValue(
+            f"'{low}' is not supported: Prez does not evict keys, only "
+            "noeviction (writes refused with -OOM) is implemented"
+        )
+    return low
+
+
+# client-output-buffer-limit: class -> (hard bytes, soft bytes, soft seconds).
+OutputLimits = dict[str, tuple[int, int, int]]
+OUTPUT_LIMIT_CLASSES = ("normal", "replica", "pubsub")
+OUTPUT_LIMIT_DEFAULT: OutputLimits = {
+    "normal": (0, 0, 0),
+    "replica": (256 * 1024 * 1024, 64 * 1024 * 1024, 60),
+    "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
+}
+
+
+def parse_output_limits(text: str) -> OutputLimits:
+    """`<class> <hard> <soft> <soft seconds>`, repeated; the classes given
+    replace theirs, the others keep their values (Redis's texts)."""
+    args = text.split()
+    if not args or len(args) % 4:
+        raise BadValue("Wrong number of arguments in buffer limit configuration.")
+    limits: OutputLimits = {}
+    for i in range(0, len(args), 4):
+        name = args[i].lower()
+        if name == "slave":
+            name = "replica"
+        if name not in OUTPUT_LIMIT_CLASSES:
+            raise BadValue(
+                "Invalid client class specified in buffer limit configuration."
+            )
+        try:
+            hard = parse_memory(args[i + 1])
+            soft = parse_memory(args[i + 2])
+            seconds = int(args[i + 3])
+        except (BadValue, ValueError):
+            seconds = -1
+        if seconds < 0:
+            raise BadValue(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+            )
+        limits[name] = (hard, soft, seconds)
+    return limits
+
+
+def _render_output_limits(value: Any) -> str:
+    return " ".join(
+        f"{'slave' if name == 'replica' else name} {hard} {soft} {seconds}"
+        for name, (hard, soft, seconds) in value.items()
+    )
+
+
 def int_range(lo: int, hi: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -168,6 +256,9 @@ class Param:
     mutable: bool = False  # CONFIG SET allowed at run time
     multi: bool = False  # takes several arguments (bind)
     render: Callable[[Any], str] | None = None
+    # The arguments are parsed together, and the result (a dict) updates
+    # the current value rather than replacing it (client-output-buffer-limit).
+    merge: bool = False
 
 
 def _render_bool(value: Any) -> str:
@@ -208,10 +299,32 @@ PARAMS: dict[str, Param] = {
         Param("loglevel", "notice", one_of(*LOGLEVELS), mutable=True),
         Param("logfile", "", any_text),
         Param("dir", ".", any_text),
-        Param("maxclients", 10000, int_range(1, 1_000_000), mutable=True),
+        Param("maxclients", 10000, int_range(1, 2**32 - 1), mutable=True),
         Param("requirepass", "", any_text, mutable=True),
         Param("databases", 16, int_range(1, 1_000_000)),
-        Param("proto-max-bulk-len", 512 * 1024 * 1024, parse_memory, mutable=True),
+        Param(
+            "proto-max-bulk-len",
+            512 * 1024 * 1024,
+            memory_range(1024 * 1024, LLONG_MAX),
+            mutable=True,
+        ),
+        Param(
+            "client-query-buffer-limit",
+            1024 * 1024 * 1024,
+            memory_range(1024 * 1024, LLONG_MAX),
+            mutable=True,
+        ),
+        Param(
+            "client-output-buffer-limit",
+            OUTPUT_LIMIT_DEFAULT,
+            parse_output_limits,
+            mutable=True,
+            multi=True,
+            merge=True,
+            render=_render_output_limits,
+        ),
+        Param("maxmemory", 0, memory_range(0, LLONG_MAX), mutable=True),
+        Param("maxmemory-policy", "noeviction", parse_maxmemory_policy, mutable=True),
         Param("timeout", 0, int_range(0, 2**31 - 1), mutable=True),
         Param("hz", 10, int_range(1, 500), mutable=True),
         Param("pidfile", "", any_text),
@@ -262,12 +375,14 @@ class Config:
                 raise ConfigError(path, number, key, "missing value")
             if len(args) > 2 and not param.multi:
                 raise ConfigError(path, number, key, "too many arguments")
+            value: Any
             try:
-                value = (
-                    [param.parse(a) for a in args[1:]]
-                    if param.multi
-                    else param.parse(args[1] if len(args) > 1 else "")
-                )
+                if param.merge:
+                    value = {**config.values[key], **param.parse(" ".join(args[1:]))}
+                elif param.multi:
+                    value = [param.parse(a) for a in args[1:]]
+                else:
+                    value = param.parse(args[1] if len(args) > 1 else "")
             except BadValue as e:
                 raise ConfigError(
                     path, number, key, f"bad value '{' '.join(args[1:])}': {e}"
@@ -311,11 +426,18 @@ class Config:
         param = PARAMS[name.lower()]
         if not param.mutable:
             raise PermissionError(name)
-        self.values[param.name] = param.parse(text)
+        value = param.parse(text)
+        if param.merge:
+            value = {**self.values[param.name], **value}
+        self.values[param.name] = value
 
 
 def _copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else value
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
 
 
 def read_nodes_file(path: str) -> list[tuple[str, str, int]]:

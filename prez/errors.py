@@ -64,6 +64,9 @@ OUT_OF_RANGE = "ERR index out of range"
 DB_OUT_OF_RANGE = "ERR DB index is out of range"
 INVALID_EXPIRE = "ERR invalid expire time in '{}' command"
 NOAUTH = "NOAUTH Authentication required."
+# maxmemory reached (noeviction): a denyoom command, and an EXEC carrying one.
+OOM = "OOM command not allowed when used memory > 'maxmemory'."
+EXEC_OOM = "EXECABORT Transaction discarded because of: " + OOM
 NO_LEADER = "CLUSTERDOWN No leader elected"
 # Distinct from the safe-to-retry errors: the write may or may not have been applied.
 OUTCOME_UNKNOWN = "UNKNOWN Leadership lost before the write was committed; it may or may not have been applied"

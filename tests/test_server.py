@@ -225,7 +225,7 @@ def test_inline_commands(prez_server: ServerProcess) -> None:
         (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
         (b"*1\r\n+PING\r\n", b"-ERR Protocol error: expected '$', got '+'\r\n"),
         (b'SET "a b\r\n', b"-ERR Protocol error: unbalanced quotes in request\r\n"),
-        (b"*2000000\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*2147483648\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
         (b"*1\r\n$2147483648\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
     ],
 )

@@ -2,7 +2,7 @@
 and the checks that keep messages no correct node sends from being decoded.
 
 Every test runs against the compiled module and its struct-based twin.
-(Property-based fuzzing of the decoders: tests/test_fuzz.py.)
+(Property-based fuzzing of the decoders: tests/test_fuzz_bus.py.)
 """
 
 from __future__ import annotations

@@ -15,10 +15,13 @@ cdef class RequestParser:
     cdef Py_ssize_t args_left   # arguments still to read for the current multibulk; 0 between commands
     cdef Py_ssize_t bulk_len    # payload length of the bulk being read, -1 before its header
     cdef Py_ssize_t args_filled # arguments stored so far in `args`
-    cdef list args              # the multibulk being assembled (pre-sized; unfilled slots are NULL)
+    cdef list args              # the multibulk being assembled
+    cdef Py_ssize_t args_bytes  # what the arguments in `args` count against max_query_len
     cdef public Py_ssize_t max_bulk_len       # CONFIG SET proto-max-bulk-len changes it at run time
     cdef public Py_ssize_t max_multibulk_len
     cdef public Py_ssize_t max_inline_len
+    cdef public Py_ssize_t max_query_len      # client-query-buffer-limit
+    cdef public bint noauth                   # before AUTH: Redis's 10-argument / 16 KB limits
     cdef readonly object error  # None, or the Redis error text once the stream is broken
 
     cdef int _append(self, const char *data, Py_ssize_t size) except -1
@@ -35,6 +38,7 @@ cdef class ReplyBuffer:
     cdef Py_ssize_t size
     cdef Py_ssize_t cap         # its allocated length
     cdef public bint resp3      # HELLO 3 switches a connection to RESP3
+    cdef public Py_ssize_t limit  # append raises OutputLimitExceeded past this size (0: none)
 
     cdef void _drop(self) noexcept
     cdef int _resize(self, Py_ssize_t new_cap) except -1

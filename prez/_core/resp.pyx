@@ -51,8 +51,18 @@ cdef enum:
     RESP_HEADER_MAX = 24
     # Nesting deeper than this is a bug in a command, not a real reply.
     RESP_MAX_DEPTH = 1000
+    # Before AUTH (Redis's authRequired): at most this many arguments, and
+    # bulks of at most this many bytes (networking.c, Redis 7.0).
+    RESP_NOAUTH_MAX_ARGS = 10
+    RESP_NOAUTH_MAX_BULK = 16384
+    # What one argument already read costs on top of its payload, as the
+    # query buffer limit counts it (a list slot and a bytes header).
+    RESP_ARG_OVERHEAD = 16
 
 HEADER_LINE_MAX = RESP_HEADER_LINE_MAX
+NOAUTH_MAX_ARGS = RESP_NOAUTH_MAX_ARGS
+NOAUTH_MAX_BULK = RESP_NOAUTH_MAX_BULK
+ARG_OVERHEAD = RESP_ARG_OVERHEAD
 
 ERR_MBULK_LEN = "ERR Protocol error: invalid multibulk length"
 ERR_BULK_LEN = "ERR Protocol error: invalid bulk length"
@@ -60,6 +70,15 @@ ERR_UNBALANCED = "ERR Protocol error: unbalanced quotes in request"
 ERR_BIG_INLINE = "ERR Protocol error: too big inline request"
 ERR_BIG_MBULK = "ERR Protocol error: too big mbulk count string"
 ERR_BIG_BULK = "ERR Protocol error: too big bulk count string"
+ERR_NOAUTH_MBULK = "ERR Protocol error: unauthenticated multibulk length"
+ERR_NOAUTH_BULK = "ERR Protocol error: unauthenticated bulk length"
+# Not sent to the client: Redis closes a client past client-query-buffer-limit
+# without a reply (and logs it); the server recognises this text.
+ERR_QUERY_LIMIT = "ERR Protocol error: query buffer limit reached"
+
+
+class OutputLimitExceeded(Exception):
+    """Raised by ReplyBuffer.append once the buffer holds more than its limit."""
 
 cdef inline void untrack(list args) noexcept:
     # A command's argument list holds only bytes, so it cannot be part of a
@@ -227,6 +246,15 @@ cdef class RequestParser:
     command stay buffered. After a protocol error `error` holds Redis's reply
     text (without the '-'), the buffer is dropped and `feed` returns nothing.
 
+    Limits: `max_bulk_len` (proto-max-bulk-len), `max_multibulk_len`
+    (Redis 7: INT_MAX), `max_inline_len`, and `max_query_len`
+    (client-query-buffer-limit: unparsed bytes plus the arguments already
+    read of the command in progress, checked after each feed; ERR_QUERY_LIMIT).
+    With `noauth` set (a connection before AUTH) a multibulk of more than 10
+    arguments or a bulk over 16384 bytes is refused, and `feed` returns at
+    most one command, so that an AUTH is run before what follows it is
+    parsed (Redis parses and runs one command at a time).
+
     The argument lists returned are not tracked by the cycle collector (they
     hold only bytes): never store containers in them.
     """
@@ -234,12 +262,16 @@ cdef class RequestParser:
     def __init__(
         self,
         Py_ssize_t max_bulk_len=512 * 1024 * 1024,
-        Py_ssize_t max_multibulk_len=1024 * 1024,
+        Py_ssize_t max_multibulk_len=2147483647,
         Py_ssize_t max_inline_len=64 * 1024,
+        Py_ssize_t max_query_len=1024 * 1024 * 1024,
+        bint noauth=False,
     ):
         self.max_bulk_len = max_bulk_len
         self.max_multibulk_len = max_multibulk_len
         self.max_inline_len = max_inline_len
+        self.max_query_len = max_query_len
+        self.noauth = noauth
         self.bulk_len = -1
         self.error = None
 
@@ -250,6 +282,12 @@ cdef class RequestParser:
     def buffered(self):
         """Bytes held for a command not yet complete."""
         return self.end - self.start
+
+    @property
+    def pending(self):
+        """What client-query-buffer-limit counts: `buffered` plus the
+        arguments already read of the command in progress."""
+        return self.end - self.start + self.args_bytes
 
     @cython.always_allow_keywords(False)  # METH_O: the cheapest call for the hot path
     def feed(self, data):
@@ -267,6 +305,11 @@ cdef class RequestParser:
             finally:
                 PyBuffer_Release(&view)
         self._parse(commands)
+        if (
+            self.error is None
+            and self.end - self.start + self.args_bytes > self.max_query_len
+        ):
+            self._fail(ERR_QUERY_LIMIT)
         if self.error is not None:
             self._release()
         elif self.start == self.end:
@@ -314,6 +357,7 @@ cdef class RequestParser:
         self.cap = self.start = self.end = 0
         if self.error is not None:
             self.args = None
+            self.args_bytes = 0
 
     cdef int _fail(self, str message) except -1:
         self.error = message
@@ -343,6 +387,8 @@ cdef class RequestParser:
                     if self.error is not None:
                         return 0
                     pos = self.start
+                    if self.noauth and commands:
+                        break
                     continue
                 found = <const char *>memchr(base + pos, c'\r', end - pos)
                 if found == NULL:
@@ -358,10 +404,14 @@ cdef class RequestParser:
                 ):
                     self._fail(ERR_MBULK_LEN)
                     break
+                if self.noauth and number > RESP_NOAUTH_MAX_ARGS:
+                    self._fail(ERR_NOAUTH_MBULK)
+                    break
                 pos = line_end + 2
                 if number > 0:
                     self.args_left = number
                     self.args = []
+                    self.args_bytes = 0
                 continue
             if self.bulk_len < 0:
                 if pos >= end:
@@ -386,6 +436,9 @@ cdef class RequestParser:
                 ):
                     self._fail(ERR_BULK_LEN)
                     break
+                if self.noauth and number > RESP_NOAUTH_MAX_BULK:
+                    self._fail(ERR_NOAUTH_BULK)
+                    break
                 self.bulk_len = number
                 pos = line_end + 2
             # Written so that a huge bulk_len cannot overflow the sum.
@@ -395,12 +448,16 @@ cdef class RequestParser:
             PyList_Append(self.args, arg)
             # Like Redis, the CRLF after the payload is skipped, not checked.
             pos += self.bulk_len + 2
+            self.args_bytes += self.bulk_len + RESP_ARG_OVERHEAD
             self.bulk_len = -1
             self.args_left -= 1
             if self.args_left == 0:
                 untrack(self.args)
                 PyList_Append(commands, self.args)
                 self.args = None
+                self.args_bytes = 0
+                if self.noauth:
+                    break
         self.start = pos
         return 0
 
@@ -464,8 +521,9 @@ cdef class ReplyBuffer:
     after shrinking it in place, so taking a large batch costs no copy.
     """
 
-    def __init__(self, bint resp3=False):
+    def __init__(self, bint resp3=False, Py_ssize_t limit=0):
         self.resp3 = resp3
+        self.limit = limit
 
     def __dealloc__(self):
         Py_XDECREF(self.out)
@@ -475,23 +533,28 @@ cdef class ReplyBuffer:
 
     @cython.always_allow_keywords(False)
     def append(self, value):
-        """Encode one reply. A value that cannot be encoded leaves the buffer as it was."""
+        """Encode one reply. A value that cannot be encoded leaves the buffer as it was.
+
+        With a `limit` (0: none), raises OutputLimitExceeded once the buffer
+        holds more than that, the reply just encoded included.
+        """
         cdef Py_ssize_t mark = self.size
         cdef type kind = type(value)
         # Bulk and simple strings fail, if at all, before writing a byte, so
         # they need no rollback.
         if kind is bytes:
             self._write_bulk(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-            return
-        if kind is str:
+        elif kind is str:
             self._write_line(c'+', value)
-            return
-        try:
-            self._encode(value, 0)
-        except BaseException:
-            # A half-written reply would desynchronise the client's stream.
-            self.size = mark
-            raise
+        else:
+            try:
+                self._encode(value, 0)
+            except BaseException:
+                # A half-written reply would desynchronise the client's stream.
+                self.size = mark
+                raise
+        if self.limit and self.size > self.limit:
+            raise OutputLimitExceeded(self.size)
 
     def take(self):
         """Everything appended so far, as bytes; the buffer is left empty."""

@@ -26,6 +26,13 @@ HEADER_LINE_MAX = 64 * 1024
 _LONG_STR_SIZE = 21
 _LLONG_MIN = -(2**63)
 _LLONG_MAX = 2**63 - 1
+# Before AUTH (Redis's authRequired): at most this many arguments, and bulks
+# of at most this many bytes (networking.c, Redis 7.0).
+NOAUTH_MAX_ARGS = 10
+NOAUTH_MAX_BULK = 16384
+# What one argument already read costs on top of its payload, as the query
+# buffer limit counts it (a list slot and a bytes header).
+ARG_OVERHEAD = 16
 
 ERR_MBULK_LEN = "ERR Protocol error: invalid multibulk length"
 ERR_BULK_LEN = "ERR Protocol error: invalid bulk length"
@@ -33,6 +40,16 @@ ERR_UNBALANCED = "ERR Protocol error: unbalanced quotes in request"
 ERR_BIG_INLINE = "ERR Protocol error: too big inline request"
 ERR_BIG_MBULK = "ERR Protocol error: too big mbulk count string"
 ERR_BIG_BULK = "ERR Protocol error: too big bulk count string"
+ERR_NOAUTH_MBULK = "ERR Protocol error: unauthenticated multibulk length"
+ERR_NOAUTH_BULK = "ERR Protocol error: unauthenticated bulk length"
+# Not sent to the client: Redis closes a client past client-query-buffer-limit
+# without a reply (and logs it); the server recognises this text.
+ERR_QUERY_LIMIT = "ERR Protocol error: query buffer limit reached"
+
+
+class OutputLimitExceeded(Exception):
+    """Raised by ReplyBuffer.append once the buffer holds more than its limit."""
+
 
 _C_SPACE = b" \t\n\v\f\r"  # C isspace() in the "C" locale
 _TOKEN_END = b" \n\r\t"  # what ends an unquoted token in sdssplitargs
@@ -132,28 +149,48 @@ class RequestParser:
     `feed` returns every command completed so far; bytes of an unfinished
     command stay buffered. After a protocol error `error` holds Redis's reply
     text (without the '-'), the buffer is dropped and `feed` returns nothing.
+
+    Limits: `max_bulk_len` (proto-max-bulk-len), `max_multibulk_len`
+    (Redis 7: INT_MAX), `max_inline_len`, and `max_query_len`
+    (client-query-buffer-limit: unparsed bytes plus the arguments already
+    read of the command in progress, checked after each feed; ERR_QUERY_LIMIT).
+    With `noauth` set (a connection before AUTH) a multibulk of more than 10
+    arguments or a bulk over 16384 bytes is refused, and `feed` returns at
+    most one command, so that an AUTH is run before what follows it is
+    parsed (Redis parses and runs one command at a time).
     """
 
     def __init__(
         self,
         max_bulk_len: int = 512 * 1024 * 1024,
-        max_multibulk_len: int = 1024 * 1024,
+        max_multibulk_len: int = 2**31 - 1,
         max_inline_len: int = 64 * 1024,
+        max_query_len: int = 1024 * 1024 * 1024,
+        noauth: bool = False,
     ) -> None:
         self.max_bulk_len = max_bulk_len
         self.max_multibulk_len = max_multibulk_len
         self.max_inline_len = max_inline_len
+        self.max_query_len = max_query_len
+        self.noauth = noauth
         self.error: str | None = None
         self._buf = bytearray()
         self._pos = 0  # bytes before this offset are consumed
         self._args_left = 0  # arguments still to read for the current multibulk
         self._bulk_len = -1  # length of the bulk being read, -1 before its header
         self._args: list[bytes] = []
+        self._args_bytes = 0  # what `_args` counts against max_query_len
 
     @property
     def buffered(self) -> int:
         """Bytes held for a command not yet complete."""
         return len(self._buf) - self._pos
+
+    @property
+    def pending(self) -> int:
+        """What client-query-buffer-limit counts: `buffered` plus the
+        arguments already read of the command in progress."""
+        return len(self._buf) - self._pos + self._args_bytes
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[list[bytes]]:
         if self.error is not None:
@@ -161,10 +198,13 @@ class RequestParser:
         self._buf += data
         commands: list[list[bytes]] = []
         self._parse(commands)
+        if self.error is None and self.pending > self.max_query_len:
+            self._fail(ERR_QUERY_LIMIT)
         if self.error is not None:
             self._buf = bytearray()
             self._pos = 0
             self._args = []
+            self._args_bytes = 0
         elif self._pos:
             # Drop consumed bytes once per feed, not once per command.
             del self._buf[: self._pos]
@@ -185,6 +225,8 @@ class RequestParser:
                 if buf[pos] != ord("*"):
                     if not self._parse_inline(commands):
                         return
+                    if self.noauth and commands:
+                        return
                     continue
                 cr = buf.find(b"\r", pos)
                 if cr < 0:
@@ -197,10 +239,14 @@ class RequestParser:
                 if count is None or count > self.max_multibulk_len:
                     self._fail(ERR_MBULK_LEN)
                     return
+                if self.noauth and count > NOAUTH_MAX_ARGS:
+                    self._fail(ERR_NOAUTH_MBULK)
+                    return
                 self._pos = cr + 2
                 if count > 0:
                     self._args_left = count
                     self._args = []
+                    self._args_bytes = 0
                 continue
             if self._bulk_len < 0:
                 cr = buf.find(b"\r", pos)
@@ -219,6 +265,9 @@ class RequestParser:
                 if length is None or length < 0 or length > self.max_bulk_len:
                     self._fail(ERR_BULK_LEN)
                     return
+                if self.noauth and length > NOAUTH_MAX_BULK:
+                    self._fail(ERR_NOAUTH_BULK)
+                    return
                 self._bulk_len = length
                 pos = self._pos = cr + 2
             if end - pos < self._bulk_len + 2:
@@ -226,11 +275,15 @@ class RequestParser:
             self._args.append(bytes(buf[pos : pos + self._bulk_len]))
             # Like Redis, the CRLF after the payload is skipped, not checked.
             self._pos = pos + self._bulk_len + 2
+            self._args_bytes += self._bulk_len + ARG_OVERHEAD
             self._bulk_len = -1
             self._args_left -= 1
             if self._args_left == 0:
                 commands.append(self._args)
                 self._args = []
+                self._args_bytes = 0
+                if self.noauth:
+                    return
 
     def _parse_inline(self, commands: list[list[bytes]]) -> bool:
         """Parse one inline line; False when more bytes are needed or on error."""
@@ -270,15 +323,20 @@ def _one_line(text: str) -> bytes:
 class ReplyBuffer:
     """Accumulates encoded replies; the mapping is documented in prez._core.replytypes."""
 
-    def __init__(self, resp3: bool = False) -> None:
+    def __init__(self, resp3: bool = False, limit: int = 0) -> None:
         self.resp3 = resp3
+        self.limit = limit
         self._out = bytearray()
 
     def __len__(self) -> int:
         return len(self._out)
 
     def append(self, value: object) -> None:
-        """Encode one reply. A value that cannot be encoded leaves the buffer as it was."""
+        """Encode one reply. A value that cannot be encoded leaves the buffer as it was.
+
+        With a `limit` (0: none), raises OutputLimitExceeded once the buffer
+        holds more than that, the reply just encoded included.
+        """
         mark = len(self._out)
         try:
             self._encode(value, self._out)
@@ -286,6 +344,8 @@ class ReplyBuffer:
             # A half-written reply would desynchronise the client's stream.
             del self._out[mark:]
             raise
+        if self.limit and len(self._out) > self.limit:
+            raise OutputLimitExceeded(len(self._out))
 
     def take(self) -> bytes:
         data = bytes(self._out)

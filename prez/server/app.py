@@ -1,7 +1,8 @@
 """The prez-server process: listeners, the driver, background jobs, INFO.
 
 Owns the event loop (uvloop), the client listener, the key-value store and
-the driver that writes go through, and the periodic jobs (active expiry).
+the driver that writes go through, and the periodic jobs (active expiry,
+idle clients and soft output limits, used memory against maxmemory).
 SIGTERM and SIGINT stop it cleanly: listeners close, clients are
 disconnected, and the process exits 0.
 """
@@ -9,6 +10,8 @@ disconnected, and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import os
 import signal
@@ -35,6 +38,65 @@ from prez.server.logging import log
 # Active expiry: per database and cycle, delete at most this many keys
 # (one write), and keep cycling only while a sample was mostly expired.
 EXPIRE_BATCH = 64
+# While maxmemory is set, used memory is sampled this often (seconds): a
+# write admitted between two samples may overshoot by what arrives in one.
+MEMORY_SAMPLE_INTERVAL = 0.01
+# Over the limit, free heap memory is handed back to the system at most
+# this often before deciding (a malloc_trim walks the whole heap).
+TRIM_INTERVAL = 1.0
+
+
+def _load_malloc_trim() -> Any:
+    """glibc's malloc_trim, or None (another libc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+class MemoryGauge:
+    """Used memory as maxmemory counts it: the process's resident set size.
+
+    Redis counts what its allocator handed out (used_memory). CPython has
+    no cheap equivalent: most small objects come from pymalloc's arenas,
+    which no allocator statistic sees, and tracemalloc costs several times
+    the hot path. The RSS is what the machine actually gives the process,
+    and it is one pread of /proc/self/statm. It does not shrink by itself
+    when keys are deleted (freed heap pages stay mapped), so before
+    refusing writes the gauge asks glibc to return free pages
+    (malloc_trim) and measures again: memory freed by DEL then counts as
+    free. What it includes that Redis's figure would not: the interpreter
+    itself (about 30 MB) and the in-memory Raft log until it is compacted.
+    """
+
+    def __init__(self) -> None:
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._fd = os.open("/proc/self/statm", os.O_RDONLY)
+        self._trim = _load_malloc_trim()
+        self._last_trim = 0.0
+        self.trims = 0
+
+    def rss(self) -> int:
+        return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
+
+    def over(self, limit: int) -> tuple[bool, int]:
+        """Whether used memory is over `limit`, and the figure decided on."""
+        used = self.rss()
+        if used > limit and self._trim is not None:
+            now = time.monotonic()
+            if now - self._last_trim >= TRIM_INTERVAL:
+                self._last_trim = now
+                self._trim(0)
+                self.trims += 1
+                used = self.rss()
+        return used > limit, used
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 class Stats:
@@ -48,6 +110,9 @@ class Stats:
         "forwarded",
         "loop_lag_max",
         "started",
+        "query_limit_disconnections",
+        "output_limit_disconnections",
+        "idle_disconnections",
     )
 
     def __init__(self) -> None:
@@ -63,11 +128,22 @@ class Stats:
         self.expired_keys = 0
         self.forwarded = 0
         self.loop_lag_max = 0.0
+        self.query_limit_disconnections = 0
+        self.output_limit_disconnections = 0
+        self.idle_disconnections = 0
 
 
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
+        # client-output-buffer-limit for normal clients: (hard, soft, seconds).
+        self.output_limits: tuple[int, int, int] = config["client-output-buffer-limit"][
+            "normal"
+        ]
+        # Over maxmemory (sampled by _watch_memory): denyoom writes refused.
+        self.oom = False
+        self.used_memory = 0
+        self.memory = MemoryGauge()
         self.store = kv.KVStore(config["databases"])
         self.lookup, self.commands = build_table(kv.COMMANDS, SERVER_COMMANDS, HANDLERS)
         self.exit_code = 0
@@ -113,6 +189,46 @@ class Server:
         elif name == "proto-max-bulk-len":
             for client in self.clients.values():
                 client.parser.max_bulk_len = self.config["proto-max-bulk-len"]
+        elif name == "client-query-buffer-limit":
+            for client in self.clients.values():
+                client.parser.max_query_len = self.config["client-query-buffer-limit"]
+        elif name == "client-output-buffer-limit":
+            self.output_limits = self.config["client-output-buffer-limit"]["normal"]
+            for client in self.clients.values():
+                client.out.limit = self.output_limits[0]
+                client.obuf_check = any(self.output_limits[:2])
+                if not self.output_limits[1]:
+                    client.soft_since = 0.0
+        elif name == "maxmemory":
+            limit = self.config["maxmemory"]
+            if limit:
+                used = self.memory.rss()
+                if used > limit:
+                    log.warning(
+                        f"WARNING: the new maxmemory value set via CONFIG SET ({limit}) "
+                        f"is smaller than the current memory usage ({used}). This will "
+                        "result in the inability to accept new write commands "
+                        "(maxmemory-policy noeviction)."
+                    )
+            else:
+                self.set_oom(False)
+
+    def set_oom(self, oom: bool) -> None:
+        """Enter or leave the over-maxmemory state."""
+        if oom == self.oom:
+            return
+        self.oom = oom
+        if oom:
+            log.warning(
+                f"Used memory {self.used_memory} is over maxmemory "
+                f"{self.config['maxmemory']}: refusing denyoom writes with -OOM"
+            )
+        else:
+            log.notice("Used memory is under maxmemory again: writes accepted")
+        # Without a log, writes run on the compiled path, which knows
+        # nothing of memory: take them off it while over the limit.
+        for client in self.clients.values():
+            client.refresh_local_kinds()
 
     def reset_stats(self) -> None:
         self.stats.reset()
@@ -155,17 +271,23 @@ class Server:
             f"Prez {prez.__version__} ({self.config['name']}) ready to accept connections "
             f"on {' '.join(self.config['bind'])}:{port}"
         )
-        expiry = asyncio.create_task(self._active_expiry())
-        lag_probe = asyncio.create_task(self._measure_loop_lag())
-        gc_task = asyncio.create_task(self._freeze_old_objects())
+        tasks = [
+            asyncio.create_task(job())
+            for job in (
+                self._active_expiry,
+                self._measure_loop_lag,
+                self._freeze_old_objects,
+                self._watch_memory,
+                self._clients_cron,
+            )
+        ]
         try:
             await self._stop.wait()
             if self.clustered and self.exit_code == 0:
                 await self.driver.hand_off()
         finally:
-            expiry.cancel()
-            lag_probe.cancel()
-            gc_task.cancel()
+            for task in tasks:
+                task.cancel()
             for open_listener in self._servers:
                 open_listener.close()
             for client in list(self.clients.values()):
@@ -175,6 +297,7 @@ class Server:
                 await open_listener.wait_closed()
             if self.clustered:
                 await self.driver.close()
+            self.memory.close()
         log.notice("Prez is now ready to exit, bye bye...")
 
     async def _active_expiry(self) -> None:
@@ -202,6 +325,51 @@ class Server:
                 keys = db.expired_keys(now, EXPIRE_BATCH)
                 if keys:
                     self.driver.propose_internal(db.index, [b"prez.expire", *keys], now)
+
+    async def _watch_memory(self) -> None:
+        """Sample used memory while maxmemory is set (MemoryGauge)."""
+        while True:
+            limit = self.config["maxmemory"]
+            if not limit:
+                await asyncio.sleep(1 / self.config["hz"])
+                continue
+            await asyncio.sleep(MEMORY_SAMPLE_INTERVAL)
+            try:
+                over, self.used_memory = self.memory.over(limit)
+                self.set_oom(over and bool(self.config["maxmemory"]))
+            except Exception as e:  # noqa: BLE001 - the gauge must outlive a bad sample
+                log.warning(f"Sampling used memory failed: {e!r}")
+
+    async def _clients_cron(self) -> None:
+        """Once a second: close idle clients (timeout) and clients over the
+        soft output limit for too long, as Redis's clientsCron does.
+
+        A client waiting for a reply (a write being committed, a read being
+        confirmed) is not idle, as Redis exempts blocked clients.
+        """
+        while True:
+            await asyncio.sleep(1.0)
+            timeout = self.config["timeout"]
+            soft = self.output_limits[1]
+            if not timeout and not soft:
+                continue
+            now_ms = time.time_ns() // 1_000_000
+            for client in list(self.clients.values()):
+                if client.closing:
+                    continue
+                if (
+                    timeout
+                    and not client.queue
+                    and now_ms - client.last_active_ms > timeout * 1000
+                ):
+                    log.verbose(
+                        f"Closing idle client id={client.id} addr={client.addr}"
+                    )
+                    self.stats.idle_disconnections += 1
+                    client.close_now()
+                    client.closing = True
+                elif client.soft_since:
+                    client.check_output()
 
     async def _freeze_old_objects(self) -> None:
         """Keep Python's full garbage collections short as the data grows.
@@ -307,10 +475,20 @@ class Server:
 
     def _info_memory(self) -> str:
         stats = process_stats()
+        used = self.memory.rss()
+        limit = self.config["maxmemory"]
         return self._fields(
             {
+                # What maxmemory is compared with (see MemoryGauge): the RSS.
+                "used_memory": used,
+                "used_memory_human": _human(used),
                 "used_memory_rss": stats["used_memory_rss"],
                 "used_memory_peak_rss": stats["used_memory_peak_rss"],
+                "maxmemory": limit,
+                "maxmemory_human": _human(limit),
+                "maxmemory_policy": self.config["maxmemory-policy"],
+                "maxmemory_reached": int(self.oom),
+                "maxmemory_trims": self.memory.trims,
             }
         )
 
@@ -326,6 +504,9 @@ class Server:
                 + s.unknown_commands,
                 "unknown_commands": s.unknown_commands,
                 "protocol_errors": s.protocol_errors,
+                "client_query_buffer_limit_disconnections": s.query_limit_disconnections,
+                "client_output_buffer_limit_disconnections": s.output_limit_disconnections,
+                "client_idle_disconnections": s.idle_disconnections,
                 "loop_lag_max_ms": f"{s.loop_lag_max * 1000:.1f}",
             }
         )
@@ -392,6 +573,16 @@ class Server:
                     f"db{db.index}:keys={keys},expires={expires},avg_ttl=0\r\n"
                 )
         return "".join(lines)
+
+
+def _human(n: int) -> str:
+    """Redis's bytesToHuman: 1.11M."""
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            return f"{int(value)}B" if unit == "B" else f"{value:.2f}{unit}"
+        value /= 1024
+    return f"{n}B"  # pragma: no cover - the loop always returns
 
 
 # What an operator can do about data on disk that start-up will not trust.

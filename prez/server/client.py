@@ -21,6 +21,20 @@ connection's earlier writes (on a follower too), and its later writes are
 not applied before it is served. Reads behind reads and writes behind
 writes are not held: a pipeline of GETs still shares one confirmation
 round, and a pipeline of SETs one log append.
+
+Limits, as Redis 7 has them (the README lists the keys): the parser
+enforces proto-max-bulk-len, client-query-buffer-limit (the client is
+closed without a reply and the server logs it) and, before AUTH, the
+10-argument / 16 KB limits, in compiled code; an unauthenticated connection
+is parsed one command at a time (`_data_received_noauth`) so that its AUTH
+runs before the rest is parsed. client-output-buffer-limit for normal
+clients: the reply buffer refuses to grow past the hard limit and the
+transport's buffer is checked after each write, only when a limit is set;
+a client over it is dropped at once, its pending output discarded.
+Whatever the limits, a client whose replies pile up stops being read
+(pause_writing), so a slow reader slows down instead of growing memory.
+maxmemory: a denyoom write is refused with -OOM by the node that appends it
+to the log (see `_refuse_for_memory`).
 """
 
 from __future__ import annotations
@@ -32,8 +46,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from prez.errors import NOAUTH, CommandError, unknown_command, wrong_arity
-from prez.kv.transaction import PURE_COMMANDS, Watch
+from prez.errors import (
+    EXEC_OOM,
+    NOAUTH,
+    OOM,
+    CommandError,
+    unknown_command,
+    wrong_arity,
+)
+from prez.kv.transaction import EXEC_COMMAND, PURE_COMMANDS, Watch, split_exec_args
 from prez.server.commands import NO_REPLY
 from prez.server.dispatch import READ, SERVER, WRITE, CommandEntry, Deferred
 from prez.server.logging import log
@@ -42,10 +63,20 @@ from prez.server.logging import log
 # machine without a compiler); never as a silent fallback.
 if os.environ.get("PREZ_PURE_CORE") == "1":
     from prez._core.batch_py import TIMING_SAMPLE, run_local
-    from prez._core.resp_py import ReplyBuffer, RequestParser
+    from prez._core.resp_py import (
+        ERR_QUERY_LIMIT,
+        OutputLimitExceeded,
+        ReplyBuffer,
+        RequestParser,
+    )
 else:
     from prez._core.batch import TIMING_SAMPLE, run_local
-    from prez._core.resp import ReplyBuffer, RequestParser  # type: ignore[assignment]
+    from prez._core.resp import (  # type: ignore[assignment]
+        ERR_QUERY_LIMIT,
+        OutputLimitExceeded,
+        ReplyBuffer,
+        RequestParser,
+    )
 
 if TYPE_CHECKING:
     from prez.server.app import Server
@@ -59,6 +90,8 @@ MULTI_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"}
 # data, so they cannot join a transaction that every replica applies (but
 # PING and ECHO, which answer from their arguments alone: PURE_COMMANDS).
 NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
+# Still accepted inside MULTI while over maxmemory (Redis's processCommand).
+MULTI_UNDER_OOM = frozenset({"exec", "discard", "quit", "reset"})
 # Stop reading from a client whose unanswered replies pile up past this.
 MAX_PENDING = 100_000
 _clock_ns = time.perf_counter_ns
@@ -123,20 +156,33 @@ class ClientConnection(asyncio.Protocol):
         "write_replies",
         "read_replies",
         "held",
+        "soft_since",
+        "obuf_check",
     )
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.parser = RequestParser(max_bulk_len=server.config["proto-max-bulk-len"])
-        self.out = ReplyBuffer(False)
+        config = server.config
+        self.authed = not config["requirepass"]
+        self.parser = RequestParser(
+            max_bulk_len=config["proto-max-bulk-len"],
+            max_query_len=config["client-query-buffer-limit"],
+            noauth=not self.authed,
+        )
+        # The hard output limit also caps the reply buffer of one read, so
+        # a pipeline of big GETs cannot build a huge reply before the check.
+        self.out = ReplyBuffer(False, server.output_limits[0])
+        # When the transport's buffer first went over the soft output
+        # limit (monotonic seconds), 0.0 while under it.
+        self.soft_since = 0.0
+        self.obuf_check = any(server.output_limits[:2])  # any limit to check
         self.resp = 2
         self.db = 0
         self.id = server.next_client_id()
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
-        self.authed = not server.config["requirepass"]
         self.created = time.time()
         self.last_active_ms = int(self.created * 1000)
         self.last_name = b""  # the name, as sent, of the last command run
@@ -223,46 +269,133 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         # The whole batch is run here, not in a helper method: at one
         # command per read (redis-benchmark -P 1) each Python call counts.
+        if not self.authed:
+            self._data_received_noauth(data)
+            return
         parser = self.parser
-        commands = parser.feed(data)
-        if commands:
-            now = _time_ns() // 1_000_000
-            count = len(commands)
-            done = 0
-            if (
-                not self.queue
-                and self.authed
-                and not self.closing
-                and self.multi is None
-            ):
-                # The compiled loop runs the leading data commands that need
-                # nothing from this connection but its keyspace, and stops
-                # at the first one that needs the general path. Only
-                # unpipelined calls are timed (sampled) for INFO commandstats.
-                done = run_local(
-                    commands,
-                    0,
-                    self.lookup,
-                    self.dbs[self.db],
-                    now,
-                    self.append_reply,
-                    self.local_kinds,
-                    _clock_ns if count == 1 else None,
-                )
-            if done < count:
-                self.execute(commands, done, now)
-            self.stats.commands_processed += count
-            self.last_name = commands[-1][0]
-            self.last_active_ms = now
-            if self.closing:
-                self.flush()
+        try:
+            commands = parser.feed(data)
+            if commands:
+                now = _time_ns() // 1_000_000
+                count = len(commands)
+                done = 0
+                if not self.queue and not self.closing and self.multi is None:
+                    # The compiled loop runs the leading data commands that
+                    # need nothing from this connection but its keyspace, and
+                    # stops at the first one that needs the general path.
+                    # Only unpipelined calls are timed (sampled) for INFO
+                    # commandstats.
+                    done = run_local(
+                        commands,
+                        0,
+                        self.lookup,
+                        self.dbs[self.db],
+                        now,
+                        self.append_reply,
+                        self.local_kinds,
+                        _clock_ns if count == 1 else None,
+                    )
+                if done < count:
+                    self.execute(commands, done, now)
+                self.stats.commands_processed += count
+                self.last_name = commands[-1][0]
+                self.last_active_ms = now
+                if self.closing:
+                    self.flush()
+                else:
+                    # Only closing (QUIT, CLIENT KILL, a protocol error: each
+                    # sets `closing`) ends the transport while a read is being
+                    # handled, so flush()'s checks are not needed here.
+                    self.transport.write(self.out.take())  # type: ignore[union-attr]
+                    if self.obuf_check:
+                        self.check_output()
             else:
-                # Only closing (QUIT, CLIENT KILL, a protocol error: each
-                # sets `closing`) ends the transport while a read is being
-                # handled, so flush()'s checks are not needed here.
-                self.transport.write(self.out.take())  # type: ignore[union-attr]
+                # A read that completed no command is still activity
+                # (timeout): a big value may take many reads to arrive.
+                self.last_active_ms = _time_ns() // 1_000_000
+        except OutputLimitExceeded:
+            self.output_limit_reached()
+            return
         if parser.error is not None and not self.closing:
-            self.reply_and_close(CommandError(parser.error), protocol_error=True)
+            self.parse_error(parser.error)
+
+    def _data_received_noauth(self, data: bytes) -> None:
+        """Before AUTH: the parser returns one command at a time (with
+        Redis's 10-argument / 16 KB limits), and each is run before the
+        next is parsed, so that what follows an AUTH is parsed as
+        authenticated, as Redis does. Nothing here is on the compiled path."""
+        parser = self.parser
+        now = _time_ns() // 1_000_000
+        self.last_active_ms = now
+        try:
+            commands = parser.feed(data)
+            while commands and not self.closing:
+                self.execute(commands, 0, now)
+                self.stats.commands_processed += len(commands)
+                self.last_name = commands[-1][0]
+                if self.authed:
+                    parser.noauth = False
+                    self.flush()
+                    # The rest of this read, parsed and run as authenticated.
+                    self.data_received(b"")
+                    return
+                commands = parser.feed(b"")
+            self.flush()
+        except OutputLimitExceeded:
+            self.output_limit_reached()
+            return
+        if parser.error is not None and not self.closing:
+            self.parse_error(parser.error)
+
+    def parse_error(self, error: str) -> None:
+        if error == ERR_QUERY_LIMIT:
+            # As Redis: no reply, logged, closed at once.
+            self.server.stats.query_limit_disconnections += 1
+            log.warning(
+                f"Closing client that reached max query buffer length: "
+                f"id={self.id} addr={self.addr} "
+                f"(limit {self.parser.max_query_len} bytes)"
+            )
+            self.drop()
+            return
+        self.reply_and_close(CommandError(error), protocol_error=True)
+
+    def drop(self) -> None:
+        """Close at once, discarding what is not yet sent (abort, not close:
+        close would keep the buffer until a client that does not read has
+        read it)."""
+        self.closing = True
+        self.out.take()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def output_limit_reached(self) -> None:
+        self.server.stats.output_limit_disconnections += 1
+        log.warning(
+            f"Client id={self.id} addr={self.addr} closed for overcoming of "
+            "output buffer limits."
+        )
+        self.drop()
+
+    def check_output(self) -> None:
+        """client-output-buffer-limit (normal class), after a write: over
+        the hard limit, or over the soft one for longer than its seconds
+        (Redis's checkClientOutputBufferLimits)."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        hard, soft, seconds = self.server.output_limits
+        size = transport.get_write_buffer_size()
+        if hard and size > hard:
+            self.output_limit_reached()
+        elif soft and size > soft:
+            now = time.monotonic()
+            if not self.soft_since:
+                self.soft_since = now
+            elif now - self.soft_since > seconds:
+                self.output_limit_reached()
+        else:
+            self.soft_since = 0.0
 
     # Execution
 
@@ -325,6 +458,9 @@ class ClientConnection(asyncio.Protocol):
             if self.multi is not None and entry.name not in MULTI_CONTROL:
                 if kind == SERVER and args[0].lower() not in PURE_COMMANDS:
                     raise CommandError(NOT_IN_MULTI)
+                if server.oom and driver.is_leader():
+                    # Redis refuses to queue anything while over maxmemory.
+                    raise CommandError(OOM)
                 self.multi.append(args)
                 reply: Any = "QUEUED"
             elif kind == READ:
@@ -337,6 +473,8 @@ class ClientConnection(asyncio.Protocol):
                     if type(reply) is Deferred:
                         self.read_replies.add(id(reply))
             elif kind == WRITE:
+                if server.oom:
+                    self.refuse_for_memory(entry, args)
                 if driver.writes_local:
                     reply = entry.handler(server.store.dbs[self.db], args, now)
                 elif self.read_replies or self.held:
@@ -346,6 +484,13 @@ class ClientConnection(asyncio.Protocol):
                     if type(reply) is Deferred or type(reply) is Future:
                         self.write_replies.add(id(reply))
             else:
+                if (
+                    server.oom
+                    and self.multi is not None
+                    and entry.name not in MULTI_UNDER_OOM
+                    and driver.is_leader()
+                ):
+                    raise CommandError(OOM)
                 reply = entry.handler(self, args)
                 if type(reply) is Deferred or type(reply) is Future:
                     # EXEC writes, WATCH reads (they hold themselves).
@@ -399,6 +544,12 @@ class ClientConnection(asyncio.Protocol):
 
     def drain(self) -> None:
         """Write every reply at the head of the queue that is known now."""
+        try:
+            self._drain()
+        except OutputLimitExceeded:
+            self.output_limit_reached()
+
+    def _drain(self) -> None:
         queue = self.queue
         out = self.out
         write_replies = self.write_replies
@@ -489,6 +640,8 @@ class ClientConnection(asyncio.Protocol):
                 reply = held.call()
             elif held.kind == WRITE:
                 assert entry is not None and args is not None
+                if server.oom:
+                    self.refuse_for_memory(entry, args)
                 reply = driver.propose(entry, self, args, now)
             elif held.local:
                 assert entry is not None and args is not None
@@ -518,6 +671,30 @@ class ClientConnection(asyncio.Protocol):
             and not self.transport.is_closing()
         ):
             self.transport.write(self.out.take())
+            if self.obuf_check:
+                self.check_output()
+
+    def refuse_for_memory(self, entry: CommandEntry, args: list[bytes]) -> None:
+        """Raise -OOM for a denyoom write (an EXEC carrying one: EXECABORT)
+        while used memory is over maxmemory, on the node that appends it to
+        the log. Only the leader (or a node without a log) decides: the log
+        must be the same on every replica, so a follower never refuses on
+        its own memory; it forwards the write and the leader, over its
+        limit or not, answers for it."""
+        if not self.server.driver.is_leader():
+            return
+        if entry.denyoom:
+            raise CommandError(OOM)
+        if args[0].lower() == EXEC_COMMAND:
+            try:
+                _, commands = split_exec_args(args)
+            except CommandError:
+                return  # refused as malformed when applied
+            lookup = self.lookup
+            for command in commands:
+                queued = lookup.get(command[0]) or lookup.get(command[0].lower())
+                if queued is not None and queued.denyoom:
+                    raise CommandError(EXEC_OOM)
 
     def reply_and_close(self, reply: Any, protocol_error: bool = False) -> None:
         """Answer what came before, then this reply, then close (QUIT, protocol errors)."""
@@ -542,9 +719,13 @@ class ClientConnection(asyncio.Protocol):
         """Which kinds of data command this connection runs on local state at
         once: reads when the driver serves them locally (standalone) or the
         connection asked for stale reads; writes only without replication."""
-        driver = self.server.driver
+        server = self.server
+        driver = server.driver
         reads_local = driver.reads_local or self.read_mode == "stale"
-        self.local_kinds = (reads_local << READ) | (driver.writes_local << WRITE)
+        # Over maxmemory, writes leave the compiled loop for execute_one,
+        # which refuses the denyoom ones.
+        writes_local = driver.writes_local and not server.oom
+        self.local_kinds = (reads_local << READ) | (writes_local << WRITE)
 
     def set_read_mode(self, mode: str) -> None:
         self.read_mode = mode

@@ -169,6 +169,8 @@ def exec_(conn: ClientConnection, args: list[bytes]) -> Any:
         entry.calls += 1
         tx = exec_args(commands, watches)
         now = time.time_ns() // 1_000_000
+        if server.oom:
+            conn.refuse_for_memory(entry, tx)
         if driver.writes_local:
             return entry.handler(server.store.dbs[db], tx, now)
         saved, conn.db = conn.db, db
@@ -389,6 +391,7 @@ def reset(conn: ClientConnection, args: list[bytes]) -> Any:
     conn.name = b""
     conn.set_protocol(2)
     conn.authed = not conn.server.config["requirepass"]
+    conn.parser.noauth = not conn.authed
     conn.set_read_mode(conn.server.config["read-mode"])
     return "RESET"
 

@@ -51,7 +51,7 @@ class CommandEntry(CommandSlot):
     in the compiled base, where the command loop updates them.
     """
 
-    __slots__ = ("spec", "name")
+    __slots__ = ("spec", "name", "denyoom")
 
     def __init__(
         self, spec: CommandSpec, kind: int, handler: Callable[..., Any]
@@ -59,6 +59,8 @@ class CommandEntry(CommandSlot):
         super().__init__(handler, kind, spec.arity)
         self.spec = spec
         self.name = spec.name
+        # Refused while used memory is over maxmemory (Redis's flag).
+        self.denyoom = "denyoom" in spec.flags
 
     @property
     def usec(self) -> float:
