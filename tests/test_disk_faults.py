@@ -296,3 +296,62 @@ def test_damaged_hard_state_refuses_to_start(tmp_path: Path) -> None:
         assert state.read_bytes() == bytes(data)
     finally:
         cluster.stop()
+
+
+@needs_root
+def test_a_snapshot_that_fails_on_a_full_disk_is_retried_not_fatal(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, size=1, node_timeout=200)
+    node = cluster.nodes[0]
+    with small_tmpfs(node.dir / "data", DISK_BYTES) as data:
+        shutil.copy(node.dir / "nodes.conf", data / "nodes.conf")
+        node.config["dir"] = str(data)
+        with cluster:
+            cluster.leader()
+            pid = node.proc.pid if node.proc else 0
+            with cluster.client(node) as c:
+                for i in range(200):
+                    c.set(f"k{i}", "v" * 1000)
+                filler = fill(data)
+                assert c.execute_command("RAFT.SNAPSHOT") == b"Snapshot started"
+                wait_until(
+                    lambda: (
+                        raft_field(cluster, node, "raft_snapshot_last_status") == "err"
+                    ),
+                    20,
+                    what="the snapshot to fail",
+                )
+                assert not list((data / "snapshots").glob("*.snap*"))  # no leftovers
+                # The last page of the log segment may still take a write or two.
+                refused = None
+                for i in range(1000):
+                    try:
+                        c.set(f"more{i}", "x" * 100)
+                    except redis.ResponseError as e:
+                        refused = str(e)
+                        break
+                # The write that met the failure: its outcome is unknown.
+                assert refused is not None and refused.startswith(
+                    "UNKNOWN Cannot write the Raft log (No space left on device)"
+                ), refused
+                assert_misconf(lambda: c.set("after", "x"))  # refused at once
+                filler.unlink()
+                wait_until(
+                    lambda: raft_field(cluster, node, "raft_log_write_status") == "ok",
+                    20,
+                    what="the log to be writable again",
+                )
+                c.set("more", "x")
+                assert c.execute_command("RAFT.SNAPSHOT") == b"Snapshot started"
+                wait_until(
+                    lambda: (
+                        raft_field(cluster, node, "raft_snapshot_last_status") == "ok"
+                    ),
+                    20,
+                    what="a snapshot once space returned",
+                )
+                assert list((data / "snapshots").glob("*.snap"))
+                assert c.get("k199") == b"v" * 1000
+            assert node.alive() and node.proc is not None and node.proc.pid == pid
+            assert "Snapshot of index" in node.log() and "next try in 5s" in node.log()
