@@ -54,7 +54,7 @@ test: build
 	$(PY) -m pytest bench -q --benchmark-disable
 
 test-quick: build
-	$(PY) -m pytest tests -q -m 'not integration'
+	PREZ_NO_SERVERS=1 $(PY) -m pytest tests -q -m 'not integration'
 
 bench: build
 	$(PY) -m pytest bench --benchmark-autosave -s

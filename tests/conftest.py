@@ -15,6 +15,16 @@ import redis
 from prez.testing.kvrunner import Runner
 from prez.testing.procs import HOST, ServerProcess
 
+# Fixtures that stand for a real server process: a test that uses one is an
+# integration test whatever its file says (`make test-quick` starts none).
+SERVER_FIXTURES = frozenset({"prez_server", "r", "r3"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def prez_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

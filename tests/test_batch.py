@@ -255,6 +255,7 @@ def test_commandstats_and_client_list_follow_the_fast_path(
         other.close()
 
 
+@pytest.mark.integration
 def test_auth_inside_a_pipeline(tmp_path: Path) -> None:
     with ServerProcess(tmp_path, config={"requirepass": "secret"}) as server:
         request = b"SET k v\r\nAUTH secret\r\nSET k v\r\nGET k\r\n"

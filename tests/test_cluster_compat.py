@@ -33,6 +33,7 @@ from prez.testing.procs import (
     Fatal,
     ServerProcess,
     free_ports,
+    refuse_servers_in_quick_mode,
     wait_until,
 )
 
@@ -469,6 +470,7 @@ def test_info_and_hello_say_cluster_mode(cluster: Cluster) -> None:
 @pytest.fixture(scope="module")
 def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real redis-server in cluster mode owning every slot, if installed."""
+    refuse_servers_in_quick_mode("redis-server")
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")

@@ -363,6 +363,7 @@ def wait_converged(cluster: Cluster, acked: dict[str, str]) -> None:
         assert not lost, f"{cluster.name(node)} lacks acknowledged writes: {lost[:5]}"
 
 
+@pytest.mark.integration
 def test_leader_cut_off_from_majority_steps_down_while_majority_moves_on(
     cluster: Cluster, partitioner: Partitioner
 ) -> None:
@@ -415,6 +416,7 @@ def test_leader_cut_off_from_majority_steps_down_while_majority_moves_on(
         assert c.get("on-the-old-leader") is None
 
 
+@pytest.mark.integration
 def test_follower_isolated_and_healed_again_and_again_leaves_the_leader_alone(
     cluster: Cluster, partitioner: Partitioner
 ) -> None:
@@ -537,6 +539,7 @@ class Writers:
             t.join(30)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("cut_off", ["follower", "leader"])
 def test_minority_never_acknowledges_a_write(
     cluster: Cluster, partitioner: Partitioner, cut_off: str

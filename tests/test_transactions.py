@@ -348,6 +348,7 @@ def test_exec_reply_in_resp3(r3: redis.Redis) -> None:
 # -- a real cluster --------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> None:
     """Writers add 1 to both counters in one transaction through any node;
     a reader reading both in one transaction never sees them differ, and
@@ -412,6 +413,7 @@ def test_transactions_on_a_cluster_are_atomic_and_replicated(tmp_path: Path) -> 
         assert len(digests) == 1
 
 
+@pytest.mark.integration
 def test_watch_makes_read_modify_write_safe_through_every_node(
     tmp_path: Path,
 ) -> None:
@@ -452,6 +454,7 @@ def test_watch_makes_read_modify_write_safe_through_every_node(
             assert int(c.get("counter")) == sum(done), (done, aborted)
 
 
+@pytest.mark.integration
 def test_watch_on_a_follower_aborts_after_a_write_back(tmp_path: Path) -> None:
     """The lost-update case across nodes: WATCH and GET on a follower, the
     key written and written back through the leader, EXEC on the follower
@@ -476,6 +479,7 @@ def test_watch_on_a_follower_aborts_after_a_write_back(tmp_path: Path) -> None:
             assert c.get("k") == b"5"
 
 
+@pytest.mark.integration
 def test_watch_pipelined_with_its_exec_runs_through_any_node(tmp_path: Path) -> None:
     """WATCH, MULTI, INCR and EXEC sent in one write: EXEC waits for the
     WATCH's read (served later, through the read path) and then runs."""
@@ -494,6 +498,7 @@ def test_watch_pipelined_with_its_exec_runs_through_any_node(tmp_path: Path) -> 
             ]
 
 
+@pytest.mark.integration
 def test_pipelined_transactions_keep_the_connection_order(tmp_path: Path) -> None:
     """Reads, writes, WATCH and EXEC sent in one write take effect in the
     order sent, as on Redis, through the leader and a follower."""
@@ -564,6 +569,7 @@ def _split_replies(data: bytes) -> list[bytes]:
     return replies
 
 
+@pytest.mark.integration
 def test_exec_on_a_follower_in_moved_mode_is_redirected(tmp_path: Path) -> None:
     with Cluster(
         tmp_path,

@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from prez.testing.procs import HOST, free_port, ping, wait_until
+from prez.testing.procs import (
+    HOST,
+    free_port,
+    ping,
+    refuse_servers_in_quick_mode,
+    wait_until,
+)
 
 
 def redis_benchmark(
@@ -66,6 +72,7 @@ def redis_benchmark(
 @contextmanager
 def redis_server(directory: Path, *extra: str) -> Iterator[int]:
     """A reference redis-server on a free loopback port."""
+    refuse_servers_in_quick_mode("redis-server")
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError(

@@ -107,6 +107,20 @@ def wait_until(
     )
 
 
+# Set by `make test-quick`: the quick suite starts no server process, and a
+# test that would start one without the `integration` marker fails, naming
+# the marker it lacks.
+NO_SERVERS_ENV = "PREZ_NO_SERVERS"
+
+
+def refuse_servers_in_quick_mode(what: str) -> None:
+    if os.environ.get(NO_SERVERS_ENV) == "1":
+        raise RuntimeError(
+            f"{what}: a test without the `integration` marker started a server "
+            f"process ({NO_SERVERS_ENV}=1, as in `make test-quick`)"
+        )
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child prez process: imports this same prez."""
     env = dict(os.environ, **(extra or {}))
@@ -158,6 +172,7 @@ class ServerProcess:
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     def start(self, wait: bool = True, timeout: float = 20.0) -> ServerProcess:
+        refuse_servers_in_quick_mode("prez-server")
         self.write_config()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
