@@ -53,6 +53,45 @@ class StorageError(PrezError):
     """The data on disk is corrupt in a way that start-up must not paper over."""
 
 
+# The Raft core's errors (prez.raft); prez.raft.core re-exports them.
+
+
+class NotLeader(PrezError):
+    """propose() on a node that is not the leader; `leader` is the one it
+    knows of (None during an election), for redirects."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
+        self.leader = leader
+
+
+class LeadershipTransferring(NotLeader):
+    """propose() on a leader that is handing leadership to `leader` (the
+    transfer target): writes stop for at most an election timeout."""
+
+    def __init__(self, target: str) -> None:
+        PrezError.__init__(self, f"leadership is being transferred to {target}")
+        self.leader = target
+
+
+class ConfChangeRefused(PrezError):
+    """propose_conf_change() with a change that makes no sense for the
+    current membership (adding a member, promoting a non-learner, removing a
+    stranger or the last voter). Retrying will not help."""
+
+
+class ConfChangeInProgress(ConfChangeRefused):
+    """propose_conf_change() while a change is not settled: an earlier one is
+    still uncommitted, or this leader has not yet committed an entry of its
+    own term (thesis 4.1). Retry once it has committed."""
+
+
+class RaftSafetyError(PrezError):
+    """A Raft invariant broke: today only a recovered log whose CONFIG entry
+    does not parse (corruption; what the network sends is dropped instead).
+    The node must stop; continuing would corrupt data."""
+
+
 # Redis's error texts, shared by the command implementations.
 SYNTAX = "ERR syntax error"
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"

@@ -20,6 +20,35 @@ simulated disk delay, a crash)::
 durable (the caller's `log.sync()` returned). `run_sync()` does all of it
 in one call, for drivers whose writes are synchronous.
 
+This is the one description of the driver contract; what it rests on:
+
+- `rd.entries` may start at or below the durable last index: the durable log
+  is then truncated from `rd.entries[0].index` before appending (a
+  follower's conflict repair, §5.3). Entries are written before the hard
+  state.
+- `rd.messages` holds only what is safe to send before the node's own write
+  is durable: the leader's AppendEntries, heartbeats and SNAPSHOT messages
+  (the leader writes its log in parallel with replication, Raft thesis
+  §10.2.1) and pre-votes, which promise nothing. Everything that promises
+  something about durable state (votes, vote requests, append and
+  heartbeat answers) is in `rd.persisted_messages`, so term and vote are on
+  disk before any of them leaves the node.
+- The leader counts its own log towards a majority only up to the last
+  entry that an `advance()` reported durable, so an acknowledged write is
+  on a majority's disks, the leader's included.
+- `tick()`, `step()`, `propose()`, `compact()` and `report_snapshot()` may
+  be called between `ready()` and `advance()` (for example while the fsync
+  runs in a worker thread); `ready()` must not be called again before the
+  previous Ready was advanced.
+- `rd.soft_state` is set when the role, known leader or term changed: a
+  driver fails its waiting clients ("outcome unknown") when leadership is
+  lost, even if it was regained in a later term between two Readys.
+
+What a driver does for snapshots and compaction is described in
+prez.raft.replication, for reads in prez.raft.read_only, for leadership
+transfer in prez.raft.election and for membership changes in
+prez.raft.confchange.
+
 No I/O here: storage, network and state machine are the protocols below.
 """
 

@@ -4,13 +4,21 @@ Plain data, no behaviour: log entries, the durable hard state, the point a
 snapshot covers and the messages nodes exchange. The wire codec (`prez._core.wire`) and the WAL
 (`prez.storage`) encode exactly these fields. Also the cluster membership
 (`Membership`, with the byte encoding a CONFIG entry carries) and a requested
-change to it (`ConfChange`); the rules for changing it live in prez.raft.core.
+change to it (`ConfChange`); the rules for changing it live in
+prez.raft.confchange. And a node's `Role`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+
+
+class Role(StrEnum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "precandidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
 
 
 class EntryKind(IntEnum):
