@@ -47,7 +47,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prez._core.entry import decode_command, encode_command
+from prez._core import select
 from prez._core.replytypes import NULL_ARRAY
 from prez.config import read_nodes_file
 from prez.errors import (
@@ -101,6 +101,14 @@ from prez.storage.members import (
     write_bootstrap,
 )
 from prez.storage.wal import WAL
+
+if TYPE_CHECKING:
+    from prez._core import entry as _entry
+else:
+    _entry = select("entry")
+
+decode_command = _entry.decode_command
+encode_command = _entry.encode_command
 
 if TYPE_CHECKING:
     from prez.kv import KVStore
