@@ -61,6 +61,7 @@ from prez.errors import (
 )
 from prez.kv.command import COMMANDS
 from prez.kv.transaction import EXEC_COMMAND, split_exec_args
+from prez.netaddr import AddressError, split_host_port
 from prez.raft.core import (
     ConfChangeInProgress,
     ConfChangeRefused,
@@ -96,7 +97,6 @@ from prez.storage.members import (
     decode_members,
     read_bootstrap,
     render_nodes_conf,
-    split_addr,
     write_atomically,
     write_bootstrap,
 )
@@ -208,7 +208,7 @@ class RaftDriver:
         self.registry.addrs[self.name] = self.own_addr
         # The current members and their addresses (INFO, ROLE, transfer).
         self.members: dict[str, tuple[str, int]] = dict(members) or {
-            self.name: split_addr(self.own_addr)
+            self.name: split_host_port(self.own_addr)
         }
         self._applied_membership: Membership | None = None
         # Applied-index waiters of membership changes: index -> (term, future).
@@ -666,7 +666,7 @@ class RaftDriver:
         """The membership in effect changed (durably): members, bus, nodes.conf."""
         addrs = self.registry.addrs
         self.members = {
-            name: split_addr(addrs[name])
+            name: split_host_port(addrs[name])
             for name in sorted(membership.members)
             if name in addrs
         }
@@ -710,11 +710,11 @@ class RaftDriver:
         names |= registry.addrs.keys() - registry.removed
         names.discard(self.name)
         bus_members = {
-            name: split_addr(registry.addrs[name])
+            name: split_host_port(registry.addrs[name])
             for name in names
             if name in registry.addrs and registry.addrs[name] != "?:0"
         }
-        bus_members[self.name] = split_addr(self.own_addr)
+        bus_members[self.name] = split_host_port(self.own_addr)
         self.bus.set_members(bus_members)
 
     def _apply_member_addr(self, args: list[bytes]) -> str:
@@ -839,10 +839,8 @@ class RaftDriver:
             if not name or any(c.isspace() for c in name):
                 raise CommandError(f"ERR invalid node name '{name}'")
             try:
-                host, port = split_addr(addr)
-                if not host or not 0 < port < 65536:
-                    raise ValueError(addr)
-            except ValueError:
+                split_host_port(addr)
+            except AddressError:
                 raise CommandError(
                     f"ERR invalid address '{addr}': expected host:cluster-port"
                 )
@@ -1085,7 +1083,7 @@ class RaftDriver:
     async def _call_join_target(self, args: list[bytes]) -> Any:
         """One command to the cluster-join address; an error reply comes back
         as a CommandError value."""
-        host, port = split_addr(self.join_addr)
+        host, port = split_host_port(self.join_addr)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port), 5.0
         )
@@ -1612,16 +1610,16 @@ class RaftDriver:
                 addr = self.member_client_addr(name)
                 if addr is None:
                     continue
-                host, _, port = addr.rpartition(":")
+                host, port = split_host_port(addr)
                 progress = node.progress_of(name)
                 match = progress.match if progress is not None else 0
-                replicas.append([host.encode(), port.encode(), str(match).encode()])
+                replicas.append([host.encode(), b"%d" % port, b"%d" % match])
             return [b"master", node.commit_index, replicas]
         addr = self.member_client_addr(self.leader) if self.leader else None
         if addr is None:
             return [b"slave", b"", -1, b"connect", self.applied]
-        host, _, port = addr.rpartition(":")
-        return [b"slave", host.encode(), int(port), b"connected", self.applied]
+        host, port = split_host_port(addr)
+        return [b"slave", host.encode(), port, b"connected", self.applied]
 
 
 async def _read_reply(reader: asyncio.StreamReader) -> Any:
