@@ -32,6 +32,7 @@ from prez._core.replyframe_py import ReplyFramer
 from prez._core.replytypes import Raw
 from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, ProtocolError
 from prez.netaddr import split_host_port
+from prez.respclient import encode_request
 from prez.server.logging import log
 from prez.server.peer import outbound_local_addr, reset_if_connected_to_itself
 
@@ -97,15 +98,6 @@ class _RateLimitedWarnings:
         if suppressed:
             message += f" ({suppressed} similar messages suppressed)"
         log.warning(message)
-
-
-def encode_command(args: list[bytes], out: bytearray) -> None:
-    """Append `args` to `out` as a RESP multibulk request."""
-    out += b"*%d\r\n" % len(args)
-    for arg in args:
-        out += b"$%d\r\n" % len(arg)
-        out += arg
-        out += b"\r\n"
 
 
 def _error_text(reply: bytes) -> str | None:
@@ -301,7 +293,7 @@ class _LeaderConnection(asyncio.Protocol):
     def _queue(
         self, entry: asyncio.Future[Raw] | _Swallowed, args: list[bytes]
     ) -> None:
-        encode_command(args, self.out)
+        self.out += encode_request(args)
         self.waiting.append(entry)
         self.unwritten += 1
         # Every request queued in this turn of the loop goes out in one write.

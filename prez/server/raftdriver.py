@@ -47,6 +47,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from prez import respclient
 from prez._core import select
 from prez._core.replytypes import NULL_ARRAY
 from prez.config import read_nodes_file
@@ -1084,24 +1085,12 @@ class RaftDriver:
         """One command to the cluster-join address; an error reply comes back
         as a CommandError value."""
         host, port = split_host_port(self.join_addr)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port), 5.0
+        password = self.config["requirepass"]
+        commands = ([[b"AUTH", password.encode()]] if password else []) + [args]
+        replies = await respclient.request(
+            host, port, commands, reply_timeout=30.0, connect_timeout=5.0
         )
-        try:
-            out = bytearray()
-            password = self.config["requirepass"]
-            commands = ([[b"AUTH", password.encode()]] if password else []) + [args]
-            for command in commands:
-                out += b"*%d\r\n" % len(command)
-                for arg in command:
-                    out += b"$%d\r\n%s\r\n" % (len(arg), arg)
-            writer.write(bytes(out))
-            reply: Any = None
-            for _ in commands:
-                reply = await asyncio.wait_for(_read_reply(reader), 30.0)
-            return reply
-        finally:
-            writer.close()
+        return replies[-1]
 
     # -- the Ready loop --------------------------------------------------------
 
@@ -1620,25 +1609,6 @@ class RaftDriver:
             return [b"slave", b"", -1, b"connect", self.applied]
         host, port = split_host_port(addr)
         return [b"slave", host.encode(), port, b"connected", self.applied]
-
-
-async def _read_reply(reader: asyncio.StreamReader) -> Any:
-    """One RESP2 reply (the few types the join commands answer with)."""
-    line = await reader.readuntil(b"\r\n")
-    kind, body = line[:1], line[1:-2]
-    if kind == b"+":
-        return body.decode()
-    if kind == b"-":
-        return CommandError(body.decode())
-    if kind == b":":
-        return int(body)
-    if kind == b"$":
-        size = int(body)
-        return None if size < 0 else (await reader.readexactly(size + 2))[:-2]
-    if kind == b"*":
-        count = int(body)
-        return None if count < 0 else [await _read_reply(reader) for _ in range(count)]
-    raise ProtocolError(f"unexpected reply {line!r}")
 
 
 def load_members(path: str) -> dict[str, tuple[str, int]]:
