@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prez.errors import ConfigError
+from prez.netaddr import AddressError, split_host_port
 
 LOGLEVELS = ("debug", "verbose", "notice", "warning", "nothing")
 
@@ -242,8 +243,9 @@ def any_text(text: str) -> str:
 
 
 def host_port(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        split_host_port(text)
+    except AddressError:
         raise BadValue("argument must be host:port")
     return text
 
@@ -460,14 +462,13 @@ def read_nodes_file(path: str) -> list[tuple[str, str, int]]:
             )
         name, addr = parts
         try:
-            host_port(addr)
-        except BadValue as e:
-            raise ConfigError(path, number, name, str(e))
+            host, port = split_host_port(addr)
+        except AddressError:
+            raise ConfigError(path, number, name, "argument must be host:port")
         if name in seen:
             raise ConfigError(path, number, name, "node name listed twice")
         seen.add(name)
-        host, _, port = addr.rpartition(":")
-        members.append((name, host, int(port)))
+        members.append((name, host, port))
     if not members:
         raise ConfigError(path, None, None, "no members listed")
     return members

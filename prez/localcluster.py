@@ -14,21 +14,24 @@ directory, logging to prez.log. `start` returns once a leader is elected.
 `cluster-join` (no nodes.conf: the node asks to be added as a learner and is
 promoted once caught up) and returns once it is a voter; `remove` asks the
 cluster to remove a node, stops it and moves its directory under removed/.
-Talks to the nodes over plain sockets (INFO raft, RESP commands), so it
-needs nothing but the standard library.
+Talks to the nodes as a RESP client (INFO raft, RAFT.NODES, RAFT.NODE
+REMOVE) through `prez.respclient`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from prez import respclient
+from prez.errors import CommandError, ProtocolError
 
 HOST = "127.0.0.1"
 
@@ -36,67 +39,29 @@ HOST = "127.0.0.1"
 def info(port: int, section: str = "raft", timeout: float = 1.0) -> dict[str, str]:
     """INFO <section> of the node on port, as a dict (empty if it is down)."""
     try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            s.sendall(f"INFO {section}\r\n".encode())
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return {}
-                data += chunk
-            header, _, body = data.partition(b"\r\n")
-            if not header.startswith(b"$"):
-                return {}
-            size = int(header[1:])
-            while len(body) < size + 2:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return {}
-                body += chunk
+        body = call(port, "INFO", section, timeout=timeout)
     except OSError:
         return {}
+    if not isinstance(body, bytes):
+        return {}
     fields = {}
-    for line in body[:size].decode(errors="replace").splitlines():
+    for line in body.decode(errors="replace").splitlines():
         if ":" in line and not line.startswith("#"):
             key, _, value = line.partition(":")
             fields[key] = value
     return fields
 
 
-class ReplyError(Exception):
-    """An error reply from a node."""
-
-
-def _read_reply(f: Any) -> Any:
-    line = f.readline()
-    if not line:
-        raise OSError("connection closed")
-    kind, body = line[:1], line[1:-2]
-    if kind == b"+":
-        return body.decode()
-    if kind == b"-":
-        return ReplyError(body.decode())
-    if kind == b":":
-        return int(body)
-    if kind == b"$":
-        size = int(body)
-        return None if size < 0 else f.read(size + 2)[:-2]
-    if kind == b"*":
-        count = int(body)
-        return None if count < 0 else [_read_reply(f) for _ in range(count)]
-    raise OSError(f"unexpected reply {line!r}")
-
-
 def call(port: int, *args: str, timeout: float = 30.0) -> Any:
-    """One command to the node on port; an error reply is returned as ReplyError."""
-    out = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(b"".join(out))
-        with s.makefile("rb") as f:
-            return _read_reply(f)
+    """One command to the node on port; an error reply is returned as a
+    CommandError. A node that is down or does not speak RESP raises OSError."""
+    command = [arg.encode() for arg in args]
+    try:
+        return asyncio.run(
+            respclient.request(HOST, port, [command], reply_timeout=timeout)
+        )[0]
+    except ProtocolError as e:
+        raise OSError(f"node on port {port}: {e}")
 
 
 def members(port: int) -> dict[str, dict[str, str]]:
@@ -234,7 +199,7 @@ def remove(root: Path, which: str) -> int:
         print("no other node running to ask")
         return 1
     reply = call(read_port(others[0]), "RAFT.NODE", "REMOVE", name)
-    if isinstance(reply, ReplyError):
+    if isinstance(reply, CommandError):
         print(f"refused: {reply}")
         return 1
     pid = pid_of(target)

@@ -27,11 +27,11 @@ from prez._core.replyframe_py import ReplyFramer
 from prez._core.replytypes import NULL_ARRAY, NullArray, Raw
 from prez._core.resp_py import RequestParser, encode
 from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, ProtocolError
+from prez.respclient import encode_request
 from prez.server.forward import (
     LEADER_UNREACHABLE,
     TOO_MANY_IN_FLIGHT,
     Forwarder,
-    encode_command,
 )
 from prez.testing.procs import HOST, ServerProcess, free_port
 
@@ -344,9 +344,7 @@ class DirectClient:
         return client
 
     async def call(self, args: list[bytes]) -> bytes:
-        request = bytearray()
-        encode_command(args, request)
-        self.writer.write(request)
+        self.writer.write(encode_request(args))
         while not self.replies:
             data = await self.reader.read(65536)
             assert data, "server closed the connection"

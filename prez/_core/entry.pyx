@@ -11,20 +11,11 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint8_t
 from libc.string cimport memcpy
 
+from prez._core.lebytes cimport load_u32, store_u32
+
 from prez.errors import ProtocolError
 
 DEF HEADER = 10
-
-
-cdef inline void _put_u32(char* p, uint32_t v) noexcept:
-    p[0] = <char>(v & 0xff)
-    p[1] = <char>((v >> 8) & 0xff)
-    p[2] = <char>((v >> 16) & 0xff)
-    p[3] = <char>((v >> 24) & 0xff)
-
-
-cdef inline uint32_t _get_u32(const uint8_t* p) noexcept:
-    return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
 
 def encode_command(int64_t now, int db, list args):
@@ -49,7 +40,7 @@ def encode_command(int64_t now, int db, list args):
     for i in range(n):
         arg = <object>PyList_GET_ITEM(args, i)
         length = PyBytes_GET_SIZE(arg)
-        _put_u32(p, <uint32_t>length)
+        store_u32(<uint8_t*>p, <uint32_t>length)
         memcpy(p + 4, PyBytes_AS_STRING(arg), length)
         p += 4 + length
     return out
@@ -75,7 +66,7 @@ def decode_command(bytes data):
     while pos < size:
         if size - pos < 4:
             raise ProtocolError("log entry: truncated argument length")
-        length = _get_u32(p + pos)
+        length = load_u32(p + pos)
         pos += 4
         if <Py_ssize_t>length > size - pos:
             raise ProtocolError("log entry: argument runs past the end")

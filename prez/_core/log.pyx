@@ -22,6 +22,8 @@ from cpython.list cimport PyList_Append
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from prez._core.lebytes cimport load_u32, load_u64, store_u32, store_u64
+
 from enum import IntEnum
 
 from prez.raft.types import Entry
@@ -68,36 +70,14 @@ cdef void _init_crc_table() noexcept:
 _init_crc_table()
 
 
-cdef inline uint32_t _load_u32(const uint8_t* p) noexcept nogil:
-    # Assembled byte by byte so the result is little-endian on any host;
-    # compilers turn this into a single load on x86 and arm64.
-    return (<uint32_t>p[0]) | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
-
-
-cdef inline uint64_t _load_u64(const uint8_t* p) noexcept nogil:
-    return (<uint64_t>_load_u32(p)) | (<uint64_t>_load_u32(p + 4) << 32)
-
-
-cdef inline void _store_u32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>v
-    p[1] = <uint8_t>(v >> 8)
-    p[2] = <uint8_t>(v >> 16)
-    p[3] = <uint8_t>(v >> 24)
-
-
-cdef inline void _store_u64(uint8_t* p, uint64_t v) noexcept nogil:
-    _store_u32(p, <uint32_t>v)
-    _store_u32(p + 4, <uint32_t>(v >> 32))
-
-
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef uint32_t _crc32c_update(uint32_t crc, const uint8_t* p, Py_ssize_t n) noexcept nogil:
     cdef uint32_t lo, hi
     crc = ~crc
     while n >= 8:
-        lo = _load_u32(p) ^ crc
-        hi = _load_u32(p + 4)
+        lo = load_u32(p) ^ crc
+        hi = load_u32(p + 4)
         crc = (
             CRC_TABLE[7][lo & 0xFF]
             ^ CRC_TABLE[6][(lo >> 8) & 0xFF]
@@ -187,13 +167,13 @@ def frame_entries(list entries, Py_ssize_t base_offset=0, list offsets_out=None)
             # Only possible if an entry changed between the two passes.
             raise RuntimeError("entries changed while being framed")
         rec = out_ptr + pos
-        _store_u32(rec, <uint32_t>(PAYLOAD_FIXED_SIZE + data_len))
-        _store_u64(rec + 8, index)
-        _store_u64(rec + 16, term)
+        store_u32(rec, <uint32_t>(PAYLOAD_FIXED_SIZE + data_len))
+        store_u64(rec + 8, index)
+        store_u64(rec + 16, term)
         rec[24] = kind
         if data_len:
             memcpy(rec + HEADER_SIZE + PAYLOAD_FIXED_SIZE, PyBytes_AS_STRING(data), <size_t>data_len)
-        _store_u32(rec + 4, _crc32c_update(0, rec + HEADER_SIZE, PAYLOAD_FIXED_SIZE + data_len))
+        store_u32(rec + 4, _crc32c_update(0, rec + HEADER_SIZE, PAYLOAD_FIXED_SIZE + data_len))
         if offsets_out is not None:
             PyList_Append(offsets_out, base_offset + pos)
         pos += record_len
@@ -206,10 +186,10 @@ cdef inline bint _good_record_at(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t 
     cdef uint64_t payload_len
     if size - pos < HEADER_SIZE + PAYLOAD_FIXED_SIZE:
         return False
-    payload_len = _load_u32(buf + pos)
+    payload_len = load_u32(buf + pos)
     if payload_len < PAYLOAD_FIXED_SIZE or <uint64_t>(size - pos - HEADER_SIZE) < payload_len:
         return False
-    return _crc32c_update(0, buf + pos + HEADER_SIZE, <Py_ssize_t>payload_len) == _load_u32(buf + pos + 4)
+    return _crc32c_update(0, buf + pos + HEADER_SIZE, <Py_ssize_t>payload_len) == load_u32(buf + pos + 4)
 
 
 cdef bint _good_record_after(const uint8_t* buf, Py_ssize_t bad, Py_ssize_t size) noexcept nogil:
@@ -252,7 +232,7 @@ def scan_records(buf, Py_ssize_t start=0) -> ScanResult:
         if size - pos < HEADER_SIZE:
             reason = f"incomplete record header ({size - pos} of {HEADER_SIZE} bytes)"
             break
-        payload_len = _load_u32(base + pos)
+        payload_len = load_u32(base + pos)
         if payload_len < PAYLOAD_FIXED_SIZE:
             reason = f"impossible record length {payload_len}"
             break
@@ -263,13 +243,13 @@ def scan_records(buf, Py_ssize_t start=0) -> ScanResult:
             )
             break
         payload = base + pos + HEADER_SIZE
-        if _crc32c_update(0, payload, <Py_ssize_t>payload_len) != _load_u32(base + pos + 4):
+        if _crc32c_update(0, payload, <Py_ssize_t>payload_len) != load_u32(base + pos + 4):
             reason = "checksum mismatch"
             break
         entries.append(
             _entry_class(
-                _load_u64(payload),
-                _load_u64(payload + 8),
+                load_u64(payload),
+                load_u64(payload + 8),
                 payload[16],
                 PyBytes_FromStringAndSize(
                     <const char*>payload + PAYLOAD_FIXED_SIZE,

@@ -45,6 +45,8 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from prez._core.lebytes cimport load_u16, load_u32, load_u64, store_u16, store_u32, store_u64
+
 from collections import namedtuple
 
 from prez.errors import ProtocolError
@@ -191,35 +193,6 @@ for _member in MessageType:
     _message_types[int(_member)] = _member
 
 
-cdef inline uint32_t _load_u32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0]) | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
-
-
-cdef inline uint64_t _load_u64(const uint8_t* p) noexcept nogil:
-    return (<uint64_t>_load_u32(p)) | (<uint64_t>_load_u32(p + 4) << 32)
-
-
-cdef inline uint16_t _load_u16(const uint8_t* p) noexcept nogil:
-    return <uint16_t>((<uint16_t>p[0]) | (<uint16_t>p[1] << 8))
-
-
-cdef inline void _store_u16(uint8_t* p, uint16_t v) noexcept nogil:
-    p[0] = <uint8_t>v
-    p[1] = <uint8_t>(v >> 8)
-
-
-cdef inline void _store_u32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>v
-    p[1] = <uint8_t>(v >> 8)
-    p[2] = <uint8_t>(v >> 16)
-    p[3] = <uint8_t>(v >> 24)
-
-
-cdef inline void _store_u64(uint8_t* p, uint64_t v) noexcept nogil:
-    _store_u32(p, <uint32_t>v)
-    _store_u32(p + 4, <uint32_t>(v >> 32))
-
-
 # -- encoding -------------------------------------------------------------------
 
 
@@ -234,7 +207,7 @@ cdef inline const char* _utf8(object text, Py_ssize_t* size, Py_ssize_t limit, s
 
 
 cdef inline uint8_t* _put_string(uint8_t* p, const char* raw, Py_ssize_t size) noexcept:
-    _store_u16(p, <uint16_t>size)
+    store_u16(p, <uint16_t>size)
     if size:
         memcpy(p + 2, raw, <size_t>size)
     return p + 2 + size
@@ -245,7 +218,7 @@ cdef bytes _new_frame(Py_ssize_t body_size, uint8_t frame_type, uint8_t** body):
         raise ValueError("message too large for one frame")
     out = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + body_size)
     cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
-    _store_u32(p, <uint32_t>(body_size + 2))
+    store_u32(p, <uint32_t>(body_size + 2))
     p[4] = C_WIRE_VERSION
     p[5] = frame_type
     body[0] = p + HEADER_SIZE
@@ -294,20 +267,20 @@ def encode_message(msg) -> bytes:
     cdef uint8_t* p
     cdef bytes out = _new_frame(body_size, <uint8_t>msg_type, &p)
     cdef uint8_t* end = p + body_size
-    _store_u64(p, term)
-    _store_u64(p + 8, index)
-    _store_u64(p + 16, log_term)
-    _store_u64(p + 24, commit)
-    _store_u64(p + 32, reject_hint)
-    _store_u64(p + 40, hint_term)
+    store_u64(p, term)
+    store_u64(p + 8, index)
+    store_u64(p + 16, log_term)
+    store_u64(p + 24, commit)
+    store_u64(p + 32, reject_hint)
+    store_u64(p + 40, hint_term)
     p[48] = FLAG_REJECT if reject else 0
     p = _put_string(p + FIXED_BODY_SIZE, src, src_size)
     p = _put_string(p, dst, dst_size)
-    _store_u32(p, <uint32_t>context_size)
+    store_u32(p, <uint32_t>context_size)
     if context_size:
         memcpy(p + 4, PyBytes_AS_STRING(context), <size_t>context_size)
     p += 4 + context_size
-    _store_u32(p, <uint32_t>count)
+    store_u32(p, <uint32_t>count)
     p += 4
 
     cdef uint64_t entry_index, entry_term
@@ -338,10 +311,10 @@ def encode_message(msg) -> bytes:
         if end - p < ENTRY_HEADER_SIZE + data_size:
             # Only possible if an entry changed between the two passes.
             raise RuntimeError("entries changed while being encoded")
-        _store_u64(p, entry_index)
-        _store_u64(p + 8, entry_term)
+        store_u64(p, entry_index)
+        store_u64(p + 8, entry_term)
         p[16] = kind
-        _store_u32(p + 17, <uint32_t>data_size)
+        store_u32(p + 17, <uint32_t>data_size)
         if data_size:
             memcpy(p + ENTRY_HEADER_SIZE, PyBytes_AS_STRING(data), <size_t>data_size)
         p += ENTRY_HEADER_SIZE + data_size
@@ -388,7 +361,7 @@ cdef int _truncated(_Cursor* cursor, Py_ssize_t size, str what) except -1:
 
 
 cdef str _take_string(_Cursor* cursor, str what):
-    cdef Py_ssize_t size = _load_u16(_take(cursor, 2, what))
+    cdef Py_ssize_t size = load_u16(_take(cursor, 2, what))
     cdef const uint8_t* raw = _take(cursor, size, what)
     try:
         return PyUnicode_DecodeUTF8(<const char*>raw, size, NULL)
@@ -404,7 +377,7 @@ cdef int _open_frame(object frame, _Cursor* cursor) except -1:
     cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(frame)
     if size < HEADER_SIZE:
         raise ProtocolError(f"wire: frame of {size} bytes is shorter than a header")
-    cdef uint32_t length = _load_u32(p)
+    cdef uint32_t length = load_u32(p)
     if length != size - LENGTH_SIZE:
         raise ProtocolError(
             f"wire: frame length field {length} does not match "
@@ -438,7 +411,7 @@ cdef int _check_fixed(const uint8_t* fixed) except -1:
     cdef uint64_t value
     cdef int k
     for k in range(6):
-        value = _load_u64(fixed + 8 * k)
+        value = load_u64(fixed + 8 * k)
         # term, index, log_term, commit, reject_hint, hint_term
         if value > (C_MAX_TERM if k in (0, 2, 5) else C_MAX_INDEX):
             _over_limit(k, value)
@@ -479,14 +452,14 @@ def decode_message(frame) -> Message:
     if flags & ~FLAG_REJECT:
         raise ProtocolError(f"wire: unknown flags {flags:#x}")
     _check_fixed(fixed)
-    cdef uint64_t term = _load_u64(fixed)
-    cdef uint64_t index = _load_u64(fixed + 8)
-    cdef uint64_t log_term = _load_u64(fixed + 16)
+    cdef uint64_t term = load_u64(fixed)
+    cdef uint64_t index = load_u64(fixed + 8)
+    cdef uint64_t log_term = load_u64(fixed + 16)
     src = _take_string(&cursor, "src")
     dst = _take_string(&cursor, "dst")
-    cdef Py_ssize_t context_size = _load_u32(_take(&cursor, 4, "context length"))
+    cdef Py_ssize_t context_size = load_u32(_take(&cursor, 4, "context length"))
     cdef const uint8_t* context = _take(&cursor, context_size, "context")
-    cdef Py_ssize_t count = _load_u32(_take(&cursor, 4, "entry count"))
+    cdef Py_ssize_t count = load_u32(_take(&cursor, 4, "entry count"))
     # Each entry takes at least its fixed header: a count that cannot fit in
     # the rest of the frame is refused before anything is allocated for it.
     if count > (cursor.end - cursor.pos) // ENTRY_HEADER_SIZE:
@@ -507,8 +480,8 @@ def decode_message(frame) -> Message:
     cdef uint64_t previous_term = log_term
     for k in range(count):
         header = _take(&cursor, ENTRY_HEADER_SIZE, "entry header")
-        entry_index = _load_u64(header)
-        entry_term = _load_u64(header + 8)
+        entry_index = load_u64(header)
+        entry_term = load_u64(header + 8)
         # (A list dropped half filled is fine: its empty slots are NULL.)
         if entry_index != expected_index or entry_index > C_MAX_INDEX:
             raise ProtocolError(
@@ -523,7 +496,7 @@ def decode_message(frame) -> Message:
             raise ProtocolError(
                 f"wire: entry {entry_index} of unknown kind {header[16]}"
             )
-        data_size = _load_u32(header + 17)
+        data_size = load_u32(header + 17)
         data = PyBytes_FromStringAndSize(
             <const char*>_take(&cursor, data_size, "entry data"), data_size
         )
@@ -550,10 +523,10 @@ def decode_message(frame) -> Message:
         dst,
         index,
         log_term,
-        _load_u64(fixed + 24),
+        load_u64(fixed + 24),
         (flags & FLAG_REJECT) != 0,
-        _load_u64(fixed + 32),
-        _load_u64(fixed + 40),
+        load_u64(fixed + 32),
+        load_u64(fixed + 40),
         entries,
         PyBytes_FromStringAndSize(<const char*>context, context_size),
     )
@@ -630,7 +603,7 @@ cdef class FrameReader:
         if PyByteArray_GET_SIZE(self._buffer) - self._start < HEADER_SIZE:
             return 0
         cdef const uint8_t* base = <const uint8_t*>PyByteArray_AS_STRING(self._buffer)
-        return LENGTH_SIZE + <Py_ssize_t>_load_u32(base + self._start)
+        return LENGTH_SIZE + <Py_ssize_t>load_u32(base + self._start)
 
     def feed(self, data, Py_ssize_t max_frames=0) -> list:
         """Add received bytes; return the frames now complete (length included).
@@ -650,7 +623,7 @@ cdef class FrameReader:
         while size - pos >= LENGTH_SIZE:
             if max_frames > 0 and taken >= max_frames:
                 break
-            length = _load_u32(base + pos)
+            length = load_u32(base + pos)
             if length > self._largest:
                 raise ProtocolError(
                     f"wire: frame length {length} over the limit of {self._largest}"

@@ -3,8 +3,12 @@
 Deterministic and free of I/O: the same commands with the same `now` give
 the same state and replies on every node. Knows nothing of Raft or sockets.
 
-`execute()` runs one command against a `KVStore`; the server calls it for
-reads directly and for writes once the write is committed.
+The server does not go through this module's functions: it builds its
+dispatch table from `COMMANDS` (`prez.server.dispatch.build_table`) and
+calls each spec's handler itself, for reads at once and for writes when a
+committed entry is applied. `execute()` (name and arity checks, then the
+handler) runs one command against a `KVStore` the same way for in-process
+tests (`prez.testing.kvrunner`) and tools.
 """
 
 from __future__ import annotations

@@ -60,12 +60,19 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prez._core.log import crc32c
+from prez._core import select
 from prez.errors import StorageError
 from prez.kv.keyspace import KVStore
 from prez.kv.zsets import ZSet
+
+if TYPE_CHECKING:
+    from prez._core import log as _log
+else:
+    _log = select("log")
+
+crc32c = _log.crc32c
 
 MAGIC = b"PREZSNAP"
 FORMAT_VERSION = 1

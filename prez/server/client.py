@@ -40,12 +40,12 @@ to the log (see `_refuse_for_memory`).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from prez._core import select
 from prez.errors import (
     EXEC_OOM,
     NOAUTH,
@@ -59,27 +59,20 @@ from prez.server.commands import NO_REPLY
 from prez.server.dispatch import READ, SERVER, WRITE, CommandEntry, Deferred
 from prez.server.logging import log
 
-# The pure-Python twin only when asked for by name (tests of the twin, or a
-# machine without a compiler); never as a silent fallback.
-if os.environ.get("PREZ_PURE_CORE") == "1":
-    from prez._core.batch_py import TIMING_SAMPLE, run_local
-    from prez._core.resp_py import (
-        ERR_QUERY_LIMIT,
-        OutputLimitExceeded,
-        ReplyBuffer,
-        RequestParser,
-    )
-else:
-    from prez._core.batch import TIMING_SAMPLE, run_local
-    from prez._core.resp import (  # type: ignore[assignment]
-        ERR_QUERY_LIMIT,
-        OutputLimitExceeded,
-        ReplyBuffer,
-        RequestParser,
-    )
-
 if TYPE_CHECKING:
+    from prez._core import batch as _batch
+    from prez._core import resp as _resp
     from prez.server.app import Server
+else:
+    _batch = select("batch")
+    _resp = select("resp")
+
+TIMING_SAMPLE = _batch.TIMING_SAMPLE
+run_local = _batch.run_local
+ERR_QUERY_LIMIT = _resp.ERR_QUERY_LIMIT
+OutputLimitExceeded = _resp.OutputLimitExceeded
+ReplyBuffer = _resp.ReplyBuffer
+RequestParser = _resp.RequestParser
 
 Future = asyncio.Future
 # Commands a client may send before AUTH when requirepass is set.

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from prez._core.replytypes import Raw
 from prez.errors import NOT_INTEGER, CommandError, unknown_subcommand, wrong_arity
+from prez.netaddr import split_host_port
 from prez.server.commands import server_command
 
 if TYPE_CHECKING:
@@ -142,13 +143,6 @@ class Topology:
         ]
 
 
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
 def topology(driver: RaftDriver) -> Topology:
     """Who is master and who are replicas, from this node's Raft state.
 
@@ -165,7 +159,7 @@ def topology(driver: RaftDriver) -> Topology:
     for name, (bus_host, bus_port) in driver.members.items():
         myself = name == driver.name
         addr = driver.member_client_addr(name)
-        host, port = _split_addr(addr) if addr is not None else (None, 0)
+        host, port = split_host_port(addr) if addr is not None else (None, 0)
         if myself:
             offset = driver.applied
         elif i_lead and node is not None:

@@ -12,17 +12,18 @@ counters as C fields.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from prez._core import select
 from prez.kv.command import CommandSpec
 
-# The pure-Python twin only when asked for by name, as for the RESP core.
-if os.environ.get("PREZ_PURE_CORE") == "1" and not TYPE_CHECKING:
-    from prez._core.batch_py import CommandSlot
+if TYPE_CHECKING:
+    from prez._core import batch as _batch
 else:
-    from prez._core.batch import CommandSlot
+    _batch = select("batch")
+
+CommandSlot = _batch.CommandSlot
 
 READ, WRITE, SERVER = 0, 1, 2
 

@@ -31,6 +31,8 @@ from collections import deque
 from prez._core.replyframe_py import ReplyFramer
 from prez._core.replytypes import Raw
 from prez.errors import NO_LEADER, OUTCOME_UNKNOWN, CommandError, ProtocolError
+from prez.netaddr import split_host_port
+from prez.respclient import encode_request
 from prez.server.logging import log
 from prez.server.peer import outbound_local_addr, reset_if_connected_to_itself
 
@@ -96,25 +98,6 @@ class _RateLimitedWarnings:
         if suppressed:
             message += f" ({suppressed} similar messages suppressed)"
         log.warning(message)
-
-
-def encode_command(args: list[bytes], out: bytearray) -> None:
-    """Append `args` to `out` as a RESP multibulk request."""
-    out += b"*%d\r\n" % len(args)
-    for arg in args:
-        out += b"$%d\r\n" % len(arg)
-        out += arg
-        out += b"\r\n"
-
-
-def split_address(addr: str) -> tuple[str, int]:
-    """("host", port) of "host:port" or "[v6-host]:port"; ValueError if malformed."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"bad leader address {addr!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
 
 
 def _error_text(reply: bytes) -> str | None:
@@ -274,7 +257,7 @@ class _LeaderConnection(asyncio.Protocol):
 
     async def _connect(self) -> None:
         try:
-            host, port = split_address(self.addr)
+            host, port = split_host_port(self.addr)
             await asyncio.wait_for(
                 self.loop.create_connection(
                     lambda: self, host, port, local_addr=self.forwarder.local_addr
@@ -310,7 +293,7 @@ class _LeaderConnection(asyncio.Protocol):
     def _queue(
         self, entry: asyncio.Future[Raw] | _Swallowed, args: list[bytes]
     ) -> None:
-        encode_command(args, self.out)
+        self.out += encode_request(args)
         self.waiting.append(entry)
         self.unwritten += 1
         # Every request queued in this turn of the loop goes out in one write.

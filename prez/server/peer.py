@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import socket
 import struct
@@ -63,31 +62,23 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from prez._core import select
 from prez.config import BadValue, host_port
 from prez.errors import ProtocolError
 from prez.raft.types import Message, MessageType
 from prez.server.logging import log
 
-# The pure-Python twin only when asked for by name, never as a silent fallback.
-# (mypy checks against the compiled module's stub; the twin has the same API.)
-if os.environ.get("PREZ_PURE_CORE") == "1" and not TYPE_CHECKING:
-    from prez._core.wire_py import (
-        DEFAULT_MAX_FRAME_SIZE,
-        FrameReader,
-        decode_hello,
-        decode_message,
-        encode_hello,
-        encode_message,
-    )
+if TYPE_CHECKING:
+    from prez._core import wire as _wire
 else:
-    from prez._core.wire import (
-        DEFAULT_MAX_FRAME_SIZE,
-        FrameReader,
-        decode_hello,
-        decode_message,
-        encode_hello,
-        encode_message,
-    )
+    _wire = select("wire")
+
+DEFAULT_MAX_FRAME_SIZE = _wire.DEFAULT_MAX_FRAME_SIZE
+FrameReader = _wire.FrameReader
+decode_hello = _wire.decode_hello
+decode_message = _wire.decode_message
+encode_hello = _wire.encode_hello
+encode_message = _wire.encode_message
 
 Address = tuple[str, int]
 

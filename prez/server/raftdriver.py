@@ -47,7 +47,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prez._core.entry import decode_command, encode_command
+from prez import respclient
+from prez._core import select
 from prez._core.replytypes import NULL_ARRAY
 from prez.config import read_nodes_file
 from prez.errors import (
@@ -61,6 +62,7 @@ from prez.errors import (
 )
 from prez.kv.command import COMMANDS
 from prez.kv.transaction import EXEC_COMMAND, split_exec_args
+from prez.netaddr import AddressError, split_host_port
 from prez.raft.core import (
     ConfChangeInProgress,
     ConfChangeRefused,
@@ -96,11 +98,18 @@ from prez.storage.members import (
     decode_members,
     read_bootstrap,
     render_nodes_conf,
-    split_addr,
     write_atomically,
     write_bootstrap,
 )
 from prez.storage.wal import WAL
+
+if TYPE_CHECKING:
+    from prez._core import entry as _entry
+else:
+    _entry = select("entry")
+
+decode_command = _entry.decode_command
+encode_command = _entry.encode_command
 
 if TYPE_CHECKING:
     from prez.kv import KVStore
@@ -200,7 +209,7 @@ class RaftDriver:
         self.registry.addrs[self.name] = self.own_addr
         # The current members and their addresses (INFO, ROLE, transfer).
         self.members: dict[str, tuple[str, int]] = dict(members) or {
-            self.name: split_addr(self.own_addr)
+            self.name: split_host_port(self.own_addr)
         }
         self._applied_membership: Membership | None = None
         # Applied-index waiters of membership changes: index -> (term, future).
@@ -658,7 +667,7 @@ class RaftDriver:
         """The membership in effect changed (durably): members, bus, nodes.conf."""
         addrs = self.registry.addrs
         self.members = {
-            name: split_addr(addrs[name])
+            name: split_host_port(addrs[name])
             for name in sorted(membership.members)
             if name in addrs
         }
@@ -702,11 +711,11 @@ class RaftDriver:
         names |= registry.addrs.keys() - registry.removed
         names.discard(self.name)
         bus_members = {
-            name: split_addr(registry.addrs[name])
+            name: split_host_port(registry.addrs[name])
             for name in names
             if name in registry.addrs and registry.addrs[name] != "?:0"
         }
-        bus_members[self.name] = split_addr(self.own_addr)
+        bus_members[self.name] = split_host_port(self.own_addr)
         self.bus.set_members(bus_members)
 
     def _apply_member_addr(self, args: list[bytes]) -> str:
@@ -831,10 +840,8 @@ class RaftDriver:
             if not name or any(c.isspace() for c in name):
                 raise CommandError(f"ERR invalid node name '{name}'")
             try:
-                host, port = split_addr(addr)
-                if not host or not 0 < port < 65536:
-                    raise ValueError(addr)
-            except ValueError:
+                split_host_port(addr)
+            except AddressError:
                 raise CommandError(
                     f"ERR invalid address '{addr}': expected host:cluster-port"
                 )
@@ -1077,25 +1084,13 @@ class RaftDriver:
     async def _call_join_target(self, args: list[bytes]) -> Any:
         """One command to the cluster-join address; an error reply comes back
         as a CommandError value."""
-        host, port = split_addr(self.join_addr)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port), 5.0
+        host, port = split_host_port(self.join_addr)
+        password = self.config["requirepass"]
+        commands = ([[b"AUTH", password.encode()]] if password else []) + [args]
+        replies = await respclient.request(
+            host, port, commands, reply_timeout=30.0, connect_timeout=5.0
         )
-        try:
-            out = bytearray()
-            password = self.config["requirepass"]
-            commands = ([[b"AUTH", password.encode()]] if password else []) + [args]
-            for command in commands:
-                out += b"*%d\r\n" % len(command)
-                for arg in command:
-                    out += b"$%d\r\n%s\r\n" % (len(arg), arg)
-            writer.write(bytes(out))
-            reply: Any = None
-            for _ in commands:
-                reply = await asyncio.wait_for(_read_reply(reader), 30.0)
-            return reply
-        finally:
-            writer.close()
+        return replies[-1]
 
     # -- the Ready loop --------------------------------------------------------
 
@@ -1604,35 +1599,16 @@ class RaftDriver:
                 addr = self.member_client_addr(name)
                 if addr is None:
                     continue
-                host, _, port = addr.rpartition(":")
+                host, port = split_host_port(addr)
                 progress = node.progress_of(name)
                 match = progress.match if progress is not None else 0
-                replicas.append([host.encode(), port.encode(), str(match).encode()])
+                replicas.append([host.encode(), b"%d" % port, b"%d" % match])
             return [b"master", node.commit_index, replicas]
         addr = self.member_client_addr(self.leader) if self.leader else None
         if addr is None:
             return [b"slave", b"", -1, b"connect", self.applied]
-        host, _, port = addr.rpartition(":")
-        return [b"slave", host.encode(), int(port), b"connected", self.applied]
-
-
-async def _read_reply(reader: asyncio.StreamReader) -> Any:
-    """One RESP2 reply (the few types the join commands answer with)."""
-    line = await reader.readuntil(b"\r\n")
-    kind, body = line[:1], line[1:-2]
-    if kind == b"+":
-        return body.decode()
-    if kind == b"-":
-        return CommandError(body.decode())
-    if kind == b":":
-        return int(body)
-    if kind == b"$":
-        size = int(body)
-        return None if size < 0 else (await reader.readexactly(size + 2))[:-2]
-    if kind == b"*":
-        count = int(body)
-        return None if count < 0 else [await _read_reply(reader) for _ in range(count)]
-    raise ProtocolError(f"unexpected reply {line!r}")
+        host, port = split_host_port(addr)
+        return [b"slave", host.encode(), port, b"connected", self.applied]
 
 
 def load_members(path: str) -> dict[str, tuple[str, int]]:

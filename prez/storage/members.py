@@ -98,11 +98,6 @@ def decode_members(lines: list[str]) -> tuple[Membership | None, MemberRegistry]
     return Membership(frozenset(voters), frozenset(learners)), registry
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host, int(port)
-
-
 def write_atomically(path: str, text: str, fsync: bool = True) -> None:
     """Replace `path` by `text`: after a crash it holds the old or the new text."""
     write_file_atomically(path, text.encode(), fsync=fsync)

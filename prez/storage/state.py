@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import TYPE_CHECKING
 
-from prez._core.log import crc32c
+from prez._core import select
 from prez.errors import StorageError
 from prez.raft.types import HardState
 from prez.storage.durable import write_file_atomically
+
+if TYPE_CHECKING:
+    from prez._core import log as _log
+else:
+    _log = select("log")
+
+crc32c = _log.crc32c
 
 STATE_FILE = "state"
 STATE_TMP_FILE = "state.tmp"

@@ -43,12 +43,22 @@ import re
 import struct
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from prez._core.log import ScanStatus, frame_entries, scan_records
+from prez._core import select
 from prez.errors import StorageError
 from prez.raft.types import Entry, HardState, SnapshotMeta
 from prez.storage.durable import fsync_dir, make_dirs
 from prez.storage.state import load_hard_state, save_hard_state
+
+if TYPE_CHECKING:
+    from prez._core import log as _log
+else:
+    _log = select("log")
+
+ScanStatus = _log.ScanStatus
+frame_entries = _log.frame_entries
+scan_records = _log.scan_records
 
 logger = logging.getLogger("prez.storage")
 
