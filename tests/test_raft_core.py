@@ -30,14 +30,10 @@ from prez.raft.types import (
     SnapshotMeta,
 )
 from prez.testing.invariants import InvariantViolation
-from prez.testing.sim import (
-    Disk,
-    Network,
-    SimFailure,
-    SnapshotFile,
-    log_with_terms,
-    run_seed,
-)
+from prez.testing.network import Network, log_with_terms
+from prez.testing.sim import run_seed
+from prez.testing.simdisk import Disk, SnapshotFile
+from prez.testing.simnodes import SimFailure
 
 THREE = ["n1", "n2", "n3"]
 FIVE = ["n1", "n2", "n3", "n4", "n5"]

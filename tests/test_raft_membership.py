@@ -29,7 +29,7 @@ from prez.raft.types import (
     MessageType,
     SnapshotMeta,
 )
-from prez.testing.sim import Network
+from prez.testing.network import Network
 
 THREE = ["n1", "n2", "n3"]
 ADD_VOTER = ConfChangeKind.ADD_VOTER

@@ -20,7 +20,7 @@ from prez.raft.types import (
     MessageType,
     ReadState,
 )
-from prez.testing.sim import Network
+from prez.testing.network import Network
 
 THREE = ["n1", "n2", "n3"]
 FIVE = ["n1", "n2", "n3", "n4", "n5"]

@@ -50,7 +50,8 @@ import pytest
 
 from prez.raft.core import RaftConfig
 from prez.raft.types import Message
-from prez.testing.sim import SimFailure, SimReport, Simulation, run_seed
+from prez.testing.sim import Simulation, run_seed
+from prez.testing.simnodes import SimFailure, SimReport
 
 DEFAULT_SEEDS = 500
 DEFAULT_SNAPSHOT_SEEDS = 300

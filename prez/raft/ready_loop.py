@@ -2,7 +2,7 @@
 
 Every driver of a `RaftNode` runs its Readys through a `ReadyLoop`: the
 asyncio server (prez.server.raftdriver), the simulator's `Simulation` and
-`Network` (prez.testing.sim) and the core benchmark. The order lives here
+`Network` (prez.testing.sim, prez.testing.network) and the core benchmark. The order lives here
 once, so the simulator checks exactly the order that production runs.
 
 A Ready goes through three calls, and the caller decides what happens
